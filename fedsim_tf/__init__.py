@@ -1,0 +1,1 @@
+"""fedsim-tf: Federated Simulation for Medical Imaging (Li et al., MICCAI 2020) in TensorFlow 2."""

@@ -1,0 +1,1 @@
+"""Training losses: segmentation (Dice + cross-entropy) and generation."""

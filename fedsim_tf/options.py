@@ -1,0 +1,86 @@
+"""Flags shared by every stage (SPADE's "base options"); each stage module defines its own flags.
+
+Presets live in ``flags/*.cfg`` (absl flagfiles); ``flags/demo.cfg`` is read when no ``--flagfile``
+is given on the command line (see :mod:`fedsim_tf.main`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from absl import flags
+
+from fedsim_tf.errors import UserInputError
+
+flags.DEFINE_string("stage", "pretrain", "Which stage to run (see --helpfull for the list).")
+flags.DEFINE_multi_string(
+    "data_dir", [], "A site folder of NIfTI volumes; repeat once per site. Empty: the built-in phantom hospitals."
+)
+flags.DEFINE_enum("layout", "mmwhs", ["mmwhs", "imagechd"], "File layout of --data_dir folders.")
+flags.DEFINE_string("work_dir", "runs/demo", "Where checkpoints, logs, results and samples go.")
+flags.DEFINE_integer("seed", 0, "Random seed of the whole run.")
+flags.DEFINE_integer("fold", 0, "Cross-validation fold (0-based).", lower_bound=0)
+flags.DEFINE_integer(
+    "label_size", 0, "Labelled training volumes per site; 0 = the paper's smaller size (4 for CT20, 6 for CT34).",
+    lower_bound=0,
+)
+flags.DEFINE_integer("volume_size", 64, "Edge of the cubic label/CT grid in voxels (paper: 128).", lower_bound=8)
+flags.DEFINE_float("fov_mm", 160.0, "Edge of the heart-centred field of view in mm (voxel size = fov_mm / volume_size).")
+flags.DEFINE_integer("coarse_size", 16, "Edge of the coarse material/CT grid in voxels (paper: 16).", lower_bound=2)
+flags.DEFINE_string(
+    "phantom_dir", "", "Where the phantom hospitals are generated/cached; empty = <cache>/phantom_hospitals[_small]."
+)
+flags.DEFINE_bool("phantom_small", True, "Use the small phantom preset (64^3, few volumes) when no --data_dir is given.")
+
+FLAGS = flags.FLAGS
+
+
+def cache_dir() -> str:
+    """The project's cache folder: ``$FEDSIM_CACHE_DIR`` or ``~/.cache/fedsim_tf``."""
+    return os.environ.get("FEDSIM_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "fedsim_tf")
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """The shared settings of a run (see the flags above for meanings)."""
+
+    data_dirs: tuple[str, ...]
+    layout: str
+    work_dir: str
+    seed: int
+    fold: int
+    label_size: int
+    volume_size: int
+    fov_mm: float
+    coarse_size: int
+    phantom_dir: str
+    phantom_small: bool
+
+
+def common_config_from_flags() -> CommonConfig:
+    """Read and check the shared flags; raises :class:`UserInputError` naming the bad flag."""
+    for folder in FLAGS.data_dir:
+        if not os.path.isdir(folder):
+            raise UserInputError(f"--data_dir={folder}: no such folder")
+    if not FLAGS.fov_mm > 0:
+        raise UserInputError(f"--fov_mm={FLAGS.fov_mm} must be positive")
+    if FLAGS.volume_size % FLAGS.coarse_size:
+        raise UserInputError(
+            f"--volume_size={FLAGS.volume_size} must be a multiple of --coarse_size={FLAGS.coarse_size}"
+        )
+    small = FLAGS.phantom_small
+    phantom_dir = FLAGS.phantom_dir or os.path.join(cache_dir(), "phantom_hospitals" + ("_small" if small else ""))
+    return CommonConfig(
+        data_dirs=tuple(FLAGS.data_dir),
+        layout=FLAGS.layout,
+        work_dir=FLAGS.work_dir,
+        seed=FLAGS.seed,
+        fold=FLAGS.fold,
+        label_size=FLAGS.label_size,
+        volume_size=FLAGS.volume_size,
+        fov_mm=FLAGS.fov_mm,
+        coarse_size=FLAGS.coarse_size,
+        phantom_dir=phantom_dir,
+        phantom_small=small,
+    )

@@ -1,0 +1,1 @@
+"""fedsim_tf.training."""
