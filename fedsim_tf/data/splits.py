@@ -1,0 +1,225 @@
+"""Per-site train/val/test splits, five rotating folds and labelled subsets, stored as JSON.
+
+**Sizes.** Over the site's ``n`` *labelled* cases: ``n_test = n_val = max(1, round(n / n_folds))``
+and ``n_train = n - n_test - n_val``. With five folds this reproduces Table 1 of the paper
+exactly (CT20: 12/4/4, CT34LC and CT34MC: 20/7/7) and is the proportional rule for any other
+site. Cases without a label file cannot be validated or tested on: they are added to every
+fold's unlabelled training pool (``extra_unlabelled``).
+
+**Folds.** The labelled ids (sorted naturally) are shuffled once with ``seed`` and the site name.
+Fold ``f``'s test block starts at position ``round(f * n / n_folds)`` of that permutation and takes
+the next ``n_test`` cases; its validation block is the ``n_val`` cases after that (cyclically); the
+rest is training. So the test blocks rotate through the permutation and every case is tested at
+least once; when ``n`` is not a multiple of ``n_folds`` a few cases are tested twice (CT34: 34
+cases, 5 x 7 test slots, one case twice).
+
+**Labelled subsets.** Each fold's ``train`` list is stored in a seeded random order; the labelled
+subset of size ``L`` is its first ``L`` ids (so subsets are nested: the 4 of CT20 are among its 8).
+Table 1 label sizes: CT20 (4, 8), CT34LC/CT34MC (6, 12); other sites: ``round(0.3 * n_train)`` and
+``round(0.6 * n_train)`` (at least 1).
+
+**File.** :func:`load_or_create_splits` writes the JSON atomically on first use and reuses (and
+validates) it afterwards, so a hand-made split file is honoured as long as it is consistent with
+the site folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedsim_tf.data.errors import DataError
+from fedsim_tf.data.layouts import natural_key
+
+SPLIT_FORMAT = "fedsim-splits-v1"
+TABLE1_SITES: tuple[str, ...] = ("CT20", "CT34LC", "CT34MC")
+TABLE1_LABEL_SIZES: dict[str, tuple[int, int]] = {"CT20": (4, 8), "CT34LC": (6, 12), "CT34MC": (6, 12)}
+OTHER_LABEL_FRACTIONS: tuple[float, float] = (0.3, 0.6)
+SPLIT_NAMES: tuple[str, ...] = ("train_labelled", "train_unlabelled", "val", "test")
+
+
+def split_sizes(n_labelled: int, n_folds: int = 5) -> dict[str, int]:
+    """``{"train", "val", "test"}`` sizes for ``n_labelled`` cases (rule in the module docstring)."""
+    n_eval = max(1, round(n_labelled / n_folds))
+    if n_labelled - 2 * n_eval < 1:
+        raise ValueError(f"{n_labelled} labelled cases are too few for train/val/test splits (need >= 3)")
+    return {"train": n_labelled - 2 * n_eval, "val": n_eval, "test": n_eval}
+
+
+def label_sizes(site: str, n_train: int) -> tuple[int, ...]:
+    """The labelled-subset sizes ``L`` of a site (Table 1 or the proportional rule)."""
+    if site in TABLE1_LABEL_SIZES and max(TABLE1_LABEL_SIZES[site]) <= n_train:
+        return TABLE1_LABEL_SIZES[site]
+    return tuple(sorted({max(1, round(f * n_train)) for f in OTHER_LABEL_FRACTIONS}))
+
+
+def _rng(seed: int, site: str, salt: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), zlib.crc32(site.encode()), salt])
+
+
+def make_splits(
+    case_ids: Sequence[str],
+    site: str,
+    labelled: Collection[str] | None = None,
+    n_folds: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Build the split record of a site (JSON-ready; format in the module docstring).
+
+    Args:
+        case_ids: every case id of the site.
+        site: site name (``CT20``, ``CT34LC``, ``CT34MC`` or any other).
+        labelled: ids that have a label file; default all.
+        n_folds: number of folds.
+        seed: shuffling seed; the same inputs always give the same record.
+
+    Returns:
+        ``{"format", "site", "seed", "n_folds", "cases", "labelled", "extra_unlabelled",
+        "sizes", "label_sizes", "folds": [{"test", "val", "train"}, ...]}``.
+    """
+    if len(set(case_ids)) != len(case_ids):
+        raise ValueError(f"site {site}: duplicate case ids")
+    cases = sorted(case_ids, key=natural_key)
+    labelled_set = set(cases if labelled is None else labelled)
+    if not labelled_set <= set(cases):
+        raise ValueError(f"site {site}: labelled ids not among the cases: {sorted(labelled_set - set(cases))}")
+    ids = [c for c in cases if c in labelled_set]
+    sizes = split_sizes(len(ids), n_folds)
+    order = [ids[i] for i in _rng(seed, site, 0).permutation(len(ids))]
+    n = len(ids)
+    folds = []
+    for fold in range(n_folds):
+        start = round(fold * n / n_folds)
+        picks = [order[(start + k) % n] for k in range(sizes["test"] + sizes["val"])]
+        test, val = picks[: sizes["test"]], picks[sizes["test"]:]
+        rest = [c for c in ids if c not in set(picks)]
+        train = [rest[i] for i in _rng(seed, site, fold + 1).permutation(len(rest))]
+        folds.append({"test": test, "val": val, "train": train})
+    return {
+        "format": SPLIT_FORMAT,
+        "site": site,
+        "seed": int(seed),
+        "n_folds": int(n_folds),
+        "cases": cases,
+        "labelled": ids,
+        "extra_unlabelled": [c for c in cases if c not in labelled_set],
+        "sizes": sizes,
+        "label_sizes": list(label_sizes(site, sizes["train"])),
+        "folds": folds,
+    }
+
+
+def check_splits(splits: Any, source: str = "split record") -> list[str]:
+    """Problems of a split record (empty list when valid), each one line naming ``source``."""
+    if not isinstance(splits, dict) or splits.get("format") != SPLIT_FORMAT:
+        return [f"{source}: not a {SPLIT_FORMAT} split file"]
+    problems: list[str] = []
+    try:
+        cases, labelled = set(splits["cases"]), set(splits["labelled"])
+        extra = set(splits["extra_unlabelled"])
+        if not labelled <= cases or extra != cases - labelled:
+            problems.append(f"{source}: 'labelled' + 'extra_unlabelled' must partition 'cases'")
+        if len(splits["folds"]) != splits["n_folds"] or not splits["folds"]:
+            problems.append(f"{source}: expected {splits['n_folds']} folds, found {len(splits['folds'])}")
+        for f, fold in enumerate(splits["folds"]):
+            parts = [fold["train"], fold["val"], fold["test"]]
+            members = [c for part in parts for c in part]
+            if len(members) != len(set(members)):
+                problems.append(f"{source}: fold {f}: train/val/test overlap or repeat a case")
+            if set(members) != labelled:
+                problems.append(f"{source}: fold {f}: train/val/test must cover exactly the labelled cases")
+            if any(not part for part in parts):
+                problems.append(f"{source}: fold {f}: empty train, val or test")
+        if any(not 1 <= int(size) for size in splits["label_sizes"]):
+            problems.append(f"{source}: label sizes must be positive")
+    except (KeyError, TypeError, ValueError) as err:
+        problems.append(f"{source}: malformed split record ({type(err).__name__}: {err})")
+    return problems
+
+
+def write_splits(path: str | os.PathLike[str], splits: dict[str, Any]) -> Path:
+    """Write a split record as JSON atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(splits, handle, indent=1)
+            handle.write("\n")
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_or_create_splits(
+    path: str | os.PathLike[str],
+    case_ids: Sequence[str],
+    site: str,
+    labelled: Collection[str] | None = None,
+    n_folds: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Reuse the split file at ``path`` when present, else create it with :func:`make_splits`.
+
+    An existing file must be a valid record (:func:`check_splits`) for exactly these cases and
+    this labelled set; ``seed`` and ``n_folds`` only apply when the file is created.
+
+    Raises:
+        DataError: listing every problem of an existing file (delete it to regenerate).
+    """
+    path = Path(path)
+    if not path.exists():
+        splits = make_splits(case_ids, site, labelled, n_folds, seed)
+        write_splits(path, splits)
+        return splits
+    try:
+        splits = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: unreadable split file ({err}); delete it to regenerate") from err
+    problems = check_splits(splits, str(path))
+    if not problems:
+        labelled_now = set(case_ids if labelled is None else labelled)
+        if set(splits["cases"]) != set(case_ids):
+            problems.append(f"{path}: split file cases differ from the site folder (only in file: "
+                            f"{sorted(set(splits['cases']) - set(case_ids))}, only in folder: "
+                            f"{sorted(set(case_ids) - set(splits['cases']))}); delete it to regenerate")
+        elif set(splits["labelled"]) != labelled_now:
+            problems.append(f"{path}: split file's labelled cases differ from the site folder; "
+                            "delete it to regenerate")
+    if problems:
+        raise DataError(problems)
+    return splits
+
+
+def fold_split(splits: dict[str, Any], fold: int, label_size: int) -> dict[str, list[str]]:
+    """The case ids of one fold.
+
+    Args:
+        splits: a split record.
+        fold: fold index ``0 .. n_folds - 1``.
+        label_size: ``L``, how many training cases keep their labels.
+
+    Returns:
+        ``{"train_labelled": first L of the fold's train order, "train_unlabelled": the other
+        training cases + ``extra_unlabelled``, "val": [...], "test": [...]}``.
+    """
+    if not 0 <= fold < len(splits["folds"]):
+        raise ValueError(f"fold must be in 0..{len(splits['folds']) - 1}, got {fold}")
+    entry = splits["folds"][fold]
+    if not 1 <= label_size <= len(entry["train"]):
+        raise ValueError(f"label_size must be in 1..{len(entry['train'])}, got {label_size}")
+    return {
+        "train_labelled": list(entry["train"][:label_size]),
+        "train_unlabelled": list(entry["train"][label_size:]) + list(splits["extra_unlabelled"]),
+        "val": list(entry["val"]),
+        "test": list(entry["test"]),
+    }
