@@ -16,13 +16,15 @@ from absl import app, flags, logging
 
 from fedsim_tf import options
 from fedsim_tf.errors import UserInputError
+from fedsim_tf.stages import pretrain, sample
+from fedsim_tf.stages import segment
 
 FLAGS = flags.FLAGS
 
 DEFAULT_FLAGFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags", "demo.cfg")
 
 # Stages of the paper, in pipeline order: built ones map to their module.
-STAGES: dict[str, ModuleType] = {}
+STAGES: dict[str, ModuleType] = {"pretrain": pretrain, "sample": sample, "segment": segment}
 PLANNED_STAGES: tuple[str, ...] = ("pretrain", "pretrain_gan", "semi", "federated", "synthesize", "sample", "segment")
 
 

@@ -32,6 +32,9 @@ flags.DEFINE_string(
     "phantom_dir", "", "Where the phantom hospitals are generated/cached; empty = <cache>/phantom_hospitals[_small]."
 )
 flags.DEFINE_bool("phantom_small", True, "Use the small phantom preset (64^3, few volumes) when no --data_dir is given.")
+flags.DEFINE_integer(
+    "phantom_volumes", 6, "Volumes per site of the small phantom preset (ignored without --phantom_small).", lower_bound=5
+)
 
 FLAGS = flags.FLAGS
 
@@ -56,6 +59,7 @@ class CommonConfig:
     coarse_size: int
     phantom_dir: str
     phantom_small: bool
+    phantom_volumes: int = 6
 
 
 def common_config_from_flags() -> CommonConfig:
@@ -70,7 +74,8 @@ def common_config_from_flags() -> CommonConfig:
             f"--volume_size={FLAGS.volume_size} must be a multiple of --coarse_size={FLAGS.coarse_size}"
         )
     small = FLAGS.phantom_small
-    phantom_dir = FLAGS.phantom_dir or os.path.join(cache_dir(), "phantom_hospitals" + ("_small" if small else ""))
+    suffix = f"_small{FLAGS.phantom_volumes}" if small else ""
+    phantom_dir = FLAGS.phantom_dir or os.path.join(cache_dir(), "phantom_hospitals" + suffix)
     return CommonConfig(
         data_dirs=tuple(FLAGS.data_dir),
         layout=FLAGS.layout,
@@ -83,4 +88,5 @@ def common_config_from_flags() -> CommonConfig:
         coarse_size=FLAGS.coarse_size,
         phantom_dir=phantom_dir,
         phantom_small=small,
+        phantom_volumes=FLAGS.phantom_volumes,
     )

@@ -28,8 +28,14 @@ def site_folders(common: CommonConfig) -> list[str]:
     """The ``--data_dir`` folders, or the phantom hospitals (generated on first use)."""
     if common.data_dirs:
         return list(common.data_dirs)
-    return [str(folder) for folder in ensure_phantom_hospitals(common.phantom_dir, small=common.phantom_small,
-                                                               seed=PHANTOM_SEED)]
+    folders = ensure_phantom_hospitals(
+        common.phantom_dir,
+        small=common.phantom_small,
+        seed=PHANTOM_SEED,
+        workers=2,
+        volumes_per_site=common.phantom_volumes if common.phantom_small else None,
+    )
+    return [str(folder) for folder in folders]
 
 
 def load_sites(common: CommonConfig) -> list[Site]:
