@@ -14,7 +14,7 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m pyronn_ops.examples.fdk --out runs/fdk_example.png
+	$(PY) -m fedsim_tf.main --stage=pretrain
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -23,7 +23,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
 bench: $(STAMP)
-	for f in bench/*.py; do $(PY) $$f || exit 1; done
+	for name in projector shape phantoms pretrain segment data_preprocess; do $(PY) -m bench.$$name || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

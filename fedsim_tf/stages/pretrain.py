@@ -431,6 +431,12 @@ def train(config: PretrainConfig, targets: GLOTargets, case_grid: Grid, ssm: Sha
             checkpoint.save(done)
         progress.update(done, **{name: float(np.mean(value)) for name, value in losses.items()})
     summaries.flush()
+    final = trainer.evaluate()
+    logging.info(
+        "pretrain: over all %d training volumes: mean IoU %.3f (IoU loss %.3f), coarse-CT MSE %.4f",
+        len(targets), 1.0 - float(np.mean(final["iou_loss"])), float(np.mean(final["iou_loss"])),
+        float(np.mean(final["mse"])),
+    )
     gaussian = LatentGaussian.fit(trainer.latents.numpy())
     gaussian.save(gaussian_path(common.work_dir))
     logging.info("pretrain: done; latent Gaussian (Ledoit-Wolf shrinkage %.3f) in %s", gaussian.shrinkage,
