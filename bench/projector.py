@@ -1,13 +1,16 @@
 """Throughput and memory of the pyronn_ops cone-beam operators on this machine.
 
-Prints, per volume size and execution mode (eager / ``tf.function(jit_compile=True)``):
+Prints, per volume size and execution mode: ``xla`` = a plain eager call with the default
+backend (cached XLA-compiled kernels), ``tf`` = eager call with ``backend="tf"`` (plain,
+unfused TensorFlow ops), ``jit`` = the caller wraps the default call in
+``tf.function(jit_compile=True)``:
 forward projection speed in M samples/s (samples actually taken along rays, step 4 of the kernel),
 back-projection speed in GUPS (voxel updates = voxels x views, per second) and the peak RSS of
 the process running that case (each case runs in a fresh subprocess). Then the memory check:
 a 128^3 volume projected to 360 views of 256^2 must stay within 4 GB peak RSS.
 
 Usage:
-    python bench/projector.py                       # 64^3 and 128^3, 128^2 detector, 180 views
+    python bench/projector.py                       # 64^3 and 128^3, 128^2 detector, 180 views, xla vs tf
     python bench/projector.py --sizes 32 --views 20 --no-memory-check   # quick smoke run
 """
 
@@ -56,8 +59,9 @@ def run_case(size: int, detector: int, views: int, mode: str, repeats: int, oper
     rng = np.random.default_rng(0)
     volume = tf.constant(rng.random((1, size, size, size), dtype=np.float32))
     sinogram = tf.constant(rng.random((1, *geometry.sinogram_shape), dtype=np.float32))
-    forward = lambda x: cone_projection3d(x, geometry)  # noqa: E731
-    backward = lambda y: cone_backprojection3d(y, geometry)  # noqa: E731
+    backend = "tf" if mode == "tf" else "xla"
+    forward = lambda x: cone_projection3d(x, geometry, backend=backend)  # noqa: E731
+    backward = lambda y: cone_backprojection3d(y, geometry, backend=backend)  # noqa: E731
     if mode == "jit":
         forward, backward = tf.function(forward, jit_compile=True), tf.function(backward, jit_compile=True)
 
@@ -100,7 +104,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128], help="volume edge lengths (voxels)")
     parser.add_argument("--detector", type=int, default=128, help="detector edge length (pixels)")
     parser.add_argument("--views", type=int, default=180, help="number of projections")
-    parser.add_argument("--modes", nargs="+", default=["eager", "jit"], choices=["eager", "jit"])
+    parser.add_argument("--modes", nargs="+", default=["xla", "tf"], choices=["xla", "tf", "jit"])
     parser.add_argument("--repeats", type=int, default=1, help="timed calls after the first one")
     parser.add_argument("--no-memory-check", action="store_true", help="skip the 128^3 -> 360 x 256^2 RSS check")
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)

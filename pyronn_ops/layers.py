@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from pyronn_ops.geometry import GeometryCone3D
 from pyronn_ops.operator_setup import DEFAULT_CHUNK_ELEMENTS
-from pyronn_ops.ops import cone_backprojection3d, cone_projection3d
+from pyronn_ops.ops import DEFAULT_BACKEND, cone_backprojection3d, cone_projection3d
 
 
 def _as_geometry(geometry: GeometryCone3D | dict[str, Any]) -> GeometryCone3D:
@@ -31,7 +31,7 @@ class _ConeLayer(keras.layers.Layer):
         step_size: float | None = None,
         grad_mode: str = "pyronn",
         end_correction_rule: bool = True,
-        backend: str = "tf",
+        backend: str = DEFAULT_BACKEND,
         chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
         **kwargs: Any,
     ) -> None:

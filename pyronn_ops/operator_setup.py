@@ -45,8 +45,10 @@ class ConeSetup:
         end_correction_rule: end correction only where the ray sum is > 0.
         chunk_elements: work-array size bound (samples or voxel-view pairs per chunk).
         known_sources: ``[G, N, 3]`` float64 NumPy source positions in (x, y, z) voxel-index units
-            when the matrices are known before execution (not a tensor argument), else None; lets
-            kernels size static loops tighter.
+            when the matrices are known before execution (not a tensor argument), else None.
+        slots: static sample slots K per ray (python int): enough for the longest chord (from
+            ``known_sources`` when known, else the box diagonal) at ``min_step``. Static, so it
+            keys the compiled-kernel cache; the tensors above do not.
     """
 
     volume_shape: tuple[int, int, int]
@@ -62,6 +64,42 @@ class ConeSetup:
     end_correction_rule: bool
     chunk_elements: int
     known_sources: np.ndarray | None
+    slots: int
+
+    def static_key(self) -> tuple:
+        """Hashable static configuration: everything that fixes the kernels' shapes and code
+        (shapes, groups, clip box, end-correction rule, chunking, K), none of the geometry values."""
+        return (
+            self.volume_shape,
+            self.sinogram_shape,
+            self.groups,
+            self.hardware_interp,
+            self.end_correction_rule,
+            self.chunk_elements,
+            self.slots,
+        )
+
+
+def longest_chord(volume_shape: tuple[int, int, int], hardware_interp: bool, known_sources: np.ndarray | None) -> float:
+    """Upper bound of any ray's chord through the clip box, voxel-index units.
+
+    The box diagonal in general; with known source positions ``[G, N, 3]`` (x, y, z index units),
+    also ``max over views of (distance from the source to the farthest box corner - distance to
+    the box)``, valid when the source is outside the box (two points of one ray from the source
+    differ by at most that much).
+    """
+    shape_xyz = np.asarray(volume_shape[::-1], dtype=np.float64)
+    low = np.full(3, -0.5) if hardware_interp else np.zeros(3)
+    high = low + shape_xyz
+    bound = float(np.linalg.norm(shape_xyz))
+    if known_sources is None:
+        return bound
+    corners = np.stack(np.meshgrid(*zip(low, high), indexing="ij"), axis=-1).reshape(-1, 3)
+    farthest = np.linalg.norm(known_sources[..., None, :] - corners, axis=-1).max(axis=-1)
+    nearest = np.linalg.norm(known_sources - np.clip(known_sources, low, high), axis=-1)
+    if np.all(nearest > 0):
+        bound = min(bound, float(np.max(farthest - nearest)))
+    return bound
 
 
 def resolve_setup(
@@ -129,6 +167,7 @@ def resolve_setup(
         end_correction_rule=bool(end_correction_rule),
         chunk_elements=int(chunk_elements),
         known_sources=known_sources,
+        slots=int(math.ceil(longest_chord(first.volume_shape, bool(hardware_interp), known_sources) / min(steps))) + 1,
     )
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numpy as np
 import tensorflow as tf
 
 from pyronn_ops.interpolation import corner_base, corner_offsets, corner_weights, crop_padding
@@ -51,31 +50,10 @@ class _RaySamples(NamedTuple):
     real: tf.Tensor  # [R] bool, ray index < total (false for the padding of the last chunk)
 
 
-def _longest_chord(setup: ConeSetup) -> float:
-    """Upper bound of any ray's chord through the clip box, voxel-index units.
-
-    The box diagonal in general; with known source positions, also ``max over views of (distance
-    from the source to the farthest box corner - distance to the box)``, valid when the source is
-    outside the box (two points of one ray from the source differ by at most that much).
-    """
-    shape_xyz = np.asarray(setup.volume_shape[::-1], dtype=np.float64)
-    low = np.full(3, -0.5) if setup.hardware_interp else np.zeros(3)
-    high = low + shape_xyz
-    bound = float(np.linalg.norm(shape_xyz))
-    if setup.known_sources is None:
-        return bound
-    sources = setup.known_sources  # [G, N, 3]
-    corners = np.stack(np.meshgrid(*zip(low, high), indexing="ij"), axis=-1).reshape(-1, 3)
-    farthest = np.linalg.norm(sources[..., None, :] - corners, axis=-1).max(axis=-1)
-    nearest = np.linalg.norm(sources - np.clip(sources, low, high), axis=-1)
-    if np.all(nearest > 0):
-        bound = min(bound, float(np.max(farthest - nearest)))
-    return bound
-
-
 def samples_per_ray(setup: ConeSetup) -> int:
-    """Static sample slots K per ray: enough for the longest chord at the smallest step."""
-    return int(math.ceil(_longest_chord(setup) / setup.min_step)) + 1
+    """Static sample slots K per ray: enough for the longest chord at the smallest step
+    (``setup.slots``, computed by :func:`pyronn_ops.operator_setup.resolve_setup`)."""
+    return setup.slots
 
 
 def _rays_per_chunk(setup: ConeSetup, total_rays: int | None) -> int:
@@ -98,14 +76,22 @@ def _ray_frame(setup: ConeSetup, batch: tf.Tensor) -> _RayFrame:
     )
 
 
-def _ray_samples(setup: ConeSetup, frame: _RayFrame, chunk: tf.Tensor, rays: int, total: tf.Tensor) -> _RaySamples:
-    """Steps 1-4 and the quadrature coefficients of steps 6-8 for rays ``chunk*rays ...``."""
+class _RayClip(NamedTuple):
+    """Steps 1-3 for a set of ``R`` rays (float64 set-up)."""
+
+    direction: tf.Tensor  # [R, 3] unit direction, (x, y, z) index units
+    hit: tf.Tensor  # [R] bool, the line crosses the clip box (and the ray is real)
+    chord: tf.Tensor  # [R] float32 alpha_out - alpha_in (0 where no hit), index units
+    entry: tf.Tensor  # [R, 3] float32 entry point (x, y, z) index units
+    mm_per_index: tf.Tensor  # [R] float64 ||d * spacing||
+    batch_index: tf.Tensor  # [R] int32
+
+
+def _clip_rays(setup: ConeSetup, frame: _RayFrame, ray_ids: tf.Tensor, real: tf.Tensor) -> _RayClip:
+    """Steps 1-3 for the flat ray indices ``ray_ids`` ``[R]`` (``real``: False for padding)."""
     n_views, height, width = setup.sinogram_shape
     shape_zyx = setup.volume_shape
-    slots = samples_per_ray(setup)
-    raw_ids = chunk * rays + tf.range(rays)
-    real = raw_ids < total
-    ray_ids = tf.minimum(raw_ids, total - 1)
+    rays = tf.shape(ray_ids)[0]
     view = ray_ids // (height * width)  # index into [B*N]
     pixel = ray_ids % (height * width)
     batch_index = view // n_views
@@ -134,7 +120,24 @@ def _ray_samples(setup: ConeSetup, frame: _RayFrame, chunk: tf.Tensor, rays: int
     hit = (alpha_in < alpha_out) & real
     chord = tf.cast(tf.where(hit, alpha_out - alpha_in, 0.0), tf.float32)
     entry = tf.cast(tf.where(hit[:, None], start + tf.where(hit, alpha_in, 0.0)[:, None] * direction, 0.0), tf.float32)
+    return _RayClip(direction, hit, chord, entry, mm_per_index, batch_index)
 
+
+def _sample_count(setup: ConeSetup, frame: _RayFrame, ray_ids: tf.Tensor, real: tf.Tensor) -> tf.Tensor:
+    """``[R]`` int32 number of samples of each ray (step 4: ``#{k: step*(k+1/2) < chord}``);
+    may differ by one from :func:`_ray_samples`' mask through rounding (callers add a margin)."""
+    clip = _clip_rays(setup, frame, ray_ids, real)
+    step = tf.gather(frame.step, clip.batch_index)
+    count = tf.math.ceil(clip.chord / step - 0.5)
+    return tf.cast(tf.clip_by_value(count, 0.0, float(samples_per_ray(setup))), tf.int32)
+
+
+def _ray_samples(setup: ConeSetup, frame: _RayFrame, ray_ids: tf.Tensor, real: tf.Tensor, slots: int) -> _RaySamples:
+    """Steps 1-4 and the quadrature coefficients of steps 6-8 for the rays ``ray_ids`` ``[R]``
+    with ``slots`` sample slots each (``real``: False for the padding of the last chunk)."""
+    shape_zyx = setup.volume_shape
+    clip = _clip_rays(setup, frame, ray_ids, real)
+    direction, chord, entry, mm_per_index, batch_index = clip.direction, clip.chord, clip.entry, clip.mm_per_index, clip.batch_index
     step = tf.gather(frame.step, batch_index)[:, None]  # [R, 1]
     slot = tf.range(slots, dtype=tf.float32)[None, :]
     distances = step * (slot + 0.5)  # alpha_k - alpha_in
@@ -165,26 +168,94 @@ def _ray_samples(setup: ConeSetup, frame: _RayFrame, chunk: tf.Tensor, rays: int
     )
 
 
-def _map_ray_chunks(setup: ConeSetup, batch: tf.Tensor, static_batch: int | None, chunk_fn, dtypes: tuple) -> list:
-    """Run ``chunk_fn(samples) -> per-ray tensors [R]`` over all ray chunks, reassembled to ``[B, N, H, W]``."""
+SLOT_BUCKETS = (1.0, 0.75, 0.5, 0.25)
+
+
+def slot_buckets(setup: ConeSetup) -> tuple[int, ...]:
+    """Static per-chunk sample-slot counts (largest first): fractions :data:`SLOT_BUCKETS` of K.
+
+    Each distinct count is one compiled branch of the chunk body; a chunk of rays uses the
+    smallest bucket that holds its longest ray (plus one slot of rounding margin)."""
+    slots = samples_per_ray(setup)
+    return tuple(sorted({max(1, math.ceil(slots * fraction)) for fraction in SLOT_BUCKETS}, reverse=True))
+
+
+class _RayPlan(NamedTuple):
+    """Rays sorted by sample count (longest first) and cut into chunks of ``rays``."""
+
+    order: tf.Tensor  # [chunks * rays] int32 flat ray index per sorted position (clamped padding)
+    real: tf.Tensor  # [chunks * rays] bool, position < total
+    branch: tf.Tensor  # [chunks] int32 bucket index into slot_buckets(); len(buckets) = no samples
+    chunks: tf.Tensor  # int32 scalar
+    total: tf.Tensor  # int32 scalar number of rays
+
+
+def _plan_rays(setup: ConeSetup, frame: _RayFrame, total: tf.Tensor, rays: int) -> _RayPlan:
+    """Count every ray's samples (cheap, chunked), sort rays by count and pick each chunk's bucket.
+
+    Rays of similar length then share chunks, so a chunk's static slot count wastes little on
+    short rays, and chunks whose rays all miss the volume are skipped."""
+    chunks = (total + rays - 1) // rays
+
+    def count_body(chunk: tf.Tensor, counts: tf.TensorArray):
+        raw = chunk * rays + tf.range(rays)
+        real = raw < total
+        count = _sample_count(setup, frame, tf.minimum(raw, total - 1), real)
+        return chunk + 1, counts.write(chunk, tf.where(real, count, -1))
+
+    _, counts = tf.while_loop(
+        lambda chunk, _: chunk < chunks, count_body, (tf.constant(0), tf.TensorArray(tf.int32, size=chunks)),
+        parallel_iterations=1,
+    )
+    counts = tf.reshape(counts.stack(), [-1])  # [chunks * rays], -1 for padding (sorts last)
+    order = tf.argsort(counts, direction="DESCENDING", stable=True)
+    sorted_counts = tf.gather(counts, order)
+    need = tf.reduce_max(tf.reshape(sorted_counts, [-1, rays]), axis=1)  # [chunks]
+    sizes = slot_buckets(setup)
+    # bucket index: number of bucket sizes that hold need + 1 margin, counted from the largest
+    fits = tf.cast(tf.constant(sizes, tf.int32)[None, :] >= need[:, None] + 1, tf.int32)
+    branch = tf.maximum(tf.reduce_sum(fits, axis=1) - 1, 0)
+    branch = tf.where(need <= 0, len(sizes), branch)
+    real = sorted_counts >= 0
+    order = tf.where(real, tf.cast(order, tf.int32), total - 1)
+    return _RayPlan(order, real, branch, chunks, total)
+
+
+def _chunk_rays(plan: _RayPlan, chunk: tf.Tensor, rays: int) -> tuple[tf.Tensor, tf.Tensor]:
+    positions = chunk * rays + tf.range(rays)
+    return tf.gather(plan.order, positions), tf.gather(plan.real, positions)
+
+
+def _map_ray_chunks(setup: ConeSetup, batch: tf.Tensor, static_batch: int | None, chunk_fn, empty_fn, dtypes: tuple) -> list:
+    """Run ``chunk_fn(samples) -> per-ray tensors [R]`` over the sorted ray chunks (rays that all
+    miss: ``empty_fn(rays)``), reassembled to ``[B, N, H, W]``."""
     sinogram_shape = list(setup.sinogram_shape)
     total = batch * math.prod(sinogram_shape)
     rays = _rays_per_chunk(setup, None if static_batch is None else static_batch * math.prod(sinogram_shape))
-    chunks = (total + rays - 1) // rays
     frame = _ray_frame(setup, batch)
+    plan = _plan_rays(setup, frame, total, rays)
+    sizes = slot_buckets(setup)
 
     def body(chunk: tf.Tensor, *arrays: tf.TensorArray):
-        results = chunk_fn(_ray_samples(setup, frame, chunk, rays, total))
+        ray_ids, real = _chunk_rays(plan, chunk, rays)
+        branches = [
+            (lambda slots=slots: tuple(chunk_fn(_ray_samples(setup, frame, ray_ids, real, slots)))) for slots in sizes
+        ] + [lambda: tuple(empty_fn(rays))]
+        results = tf.switch_case(tf.gather(plan.branch, chunk), branches)
         return (chunk + 1, *(array.write(chunk, result) for array, result in zip(arrays, results)))
 
     _, *arrays = tf.while_loop(
-        lambda chunk, *_: chunk < chunks,
+        lambda chunk, *_: chunk < plan.chunks,
         body,
-        (tf.constant(0), *(tf.TensorArray(dtype, size=chunks) for dtype in dtypes)),
+        (tf.constant(0), *(tf.TensorArray(dtype, size=plan.chunks) for dtype in dtypes)),
         parallel_iterations=1,
     )
+    # sorted position -> ray: invert the permutation (padding positions are dropped)
+    inverse = tf.math.unsorted_segment_max(
+        tf.range(tf.size(plan.order)), tf.where(plan.real, plan.order, total), total + 1
+    )[:total]
     out_shape = tf.concat([[batch], sinogram_shape], axis=0)
-    return [tf.reshape(tf.reshape(array.stack(), [-1])[:total], out_shape) for array in arrays]
+    return [tf.reshape(tf.gather(tf.reshape(array.stack(), [-1]), inverse), out_shape) for array in arrays]
 
 
 def project(volume: tf.Tensor, setup: ConeSetup) -> tuple[tf.Tensor, tf.Tensor]:
@@ -208,7 +279,12 @@ def project(volume: tf.Tensor, setup: ConeSetup) -> tuple[tf.Tensor, tf.Tensor]:
         corrected = plain_sum + tf.where(use, correction, 0.0)
         return corrected * samples.mm_per_index, use
 
-    values, applied = _map_ray_chunks(setup, tf.shape(volume)[0], volume.shape[0], integrate, (tf.float32, tf.bool))
+    def empty(rays: int) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.zeros([rays]), tf.zeros([rays], tf.bool)
+
+    values, applied = _map_ray_chunks(
+        setup, tf.shape(volume)[0], volume.shape[0], integrate, empty, (tf.float32, tf.bool)
+    )
     return values, applied
 
 
@@ -218,7 +294,7 @@ def sample_counts(setup: ConeSetup, batch: int) -> tf.Tensor:
     def count(samples: _RaySamples) -> tuple[tf.Tensor]:
         return (tf.math.count_nonzero(samples.plain, axis=1, dtype=tf.int32),)
 
-    return _map_ray_chunks(setup, tf.constant(batch), batch, count, (tf.int32,))[0]
+    return _map_ray_chunks(setup, tf.constant(batch), batch, count, lambda rays: (tf.zeros([rays], tf.int32),), (tf.int32,))[0]
 
 
 def project_adjoint(sinogram: tf.Tensor, setup: ConeSetup, applied: tf.Tensor) -> tf.Tensor:
@@ -236,27 +312,34 @@ def project_adjoint(sinogram: tf.Tensor, setup: ConeSetup, applied: tf.Tensor) -
     total = batch * math.prod(setup.sinogram_shape)
     static_total = None if sinogram.shape[0] is None else int(sinogram.shape[0]) * math.prod(setup.sinogram_shape)
     rays = _rays_per_chunk(setup, static_total)
-    chunks = (total + rays - 1) // rays
     frame = _ray_frame(setup, batch)
+    plan = _plan_rays(setup, frame, total, rays)
+    sizes = slot_buckets(setup)
     flat_sinogram = tf.reshape(sinogram, [-1])
     flat_applied = tf.reshape(applied, [-1])
     size = batch * math.prod(padded_shape(setup.volume_shape))
     offsets = corner_offsets(setup.volume_shape)
 
-    def body(chunk: tf.Tensor, accumulated: tf.Tensor):
-        samples = _ray_samples(setup, frame, chunk, rays, total)
+    def contribution(ray_ids: tf.Tensor, real: tf.Tensor, slots: int) -> tf.Tensor:
+        samples = _ray_samples(setup, frame, ray_ids, real, slots)
         upstream = tf.where(samples.real, tf.gather(flat_sinogram, samples.ray_ids), 0.0) * samples.mm_per_index
         use = tf.gather(flat_applied, samples.ray_ids)
-        contribution = 0.0
+        total_contribution = tf.zeros([size])
         for points, coefficients in (
             (samples.samples, samples.plain),
             (samples.ends, tf.where(use[:, None], samples.correction, 0.0)),
         ):
             values = tf.stack([coefficients * upstream[:, None] * weight for weight in points.weights], axis=-1)
-            contribution += scatter_corners(values, points.base, offsets, size)
-        return chunk + 1, accumulated + contribution
+            total_contribution += scatter_corners(values, points.base, offsets, size)
+        return total_contribution
+
+    def body(chunk: tf.Tensor, accumulated: tf.Tensor):
+        ray_ids, real = _chunk_rays(plan, chunk, rays)
+        branches = [(lambda slots=slots: contribution(ray_ids, real, slots)) for slots in sizes]
+        branches.append(lambda: tf.zeros([size]))
+        return chunk + 1, accumulated + tf.switch_case(tf.gather(plan.branch, chunk), branches)
 
     _, accumulated = tf.while_loop(
-        lambda chunk, *_: chunk < chunks, body, (tf.constant(0), tf.zeros([size])), parallel_iterations=1
+        lambda chunk, *_: chunk < plan.chunks, body, (tf.constant(0), tf.zeros([size])), parallel_iterations=1
     )
     return crop_padding(accumulated, [batch], setup.volume_shape)
