@@ -181,7 +181,8 @@ def slot_buckets(setup: ConeSetup) -> tuple[int, ...]:
 
 
 class _RayPlan(NamedTuple):
-    """Rays sorted by sample count (longest first) and cut into chunks of ``rays``."""
+    """Rays grouped by slot bucket (largest first, original order within a bucket) and cut into
+    chunks of ``rays``."""
 
     order: tf.Tensor  # [chunks * rays] int32 flat ray index per sorted position (clamped padding)
     real: tf.Tensor  # [chunks * rays] bool, position < total
@@ -191,10 +192,12 @@ class _RayPlan(NamedTuple):
 
 
 def _plan_rays(setup: ConeSetup, frame: _RayFrame, total: tf.Tensor, rays: int) -> _RayPlan:
-    """Count every ray's samples (cheap, chunked), sort rays by count and pick each chunk's bucket.
+    """Count every ray's samples (cheap, chunked), group rays by slot bucket and pick each chunk's bucket.
 
     Rays of similar length then share chunks, so a chunk's static slot count wastes little on
-    short rays, and chunks whose rays all miss the volume are skipped."""
+    short rays, and chunks whose rays all miss the volume are skipped. The stable sort by bucket
+    (not by exact count) keeps neighbouring rays of a view together: at 128^3 a global sort by
+    count mixed all views in every chunk and made the volume gathers ~1.4x slower."""
     chunks = (total + rays - 1) // rays
 
     def count_body(chunk: tf.Tensor, counts: tf.TensorArray):
@@ -208,14 +211,21 @@ def _plan_rays(setup: ConeSetup, frame: _RayFrame, total: tf.Tensor, rays: int) 
         parallel_iterations=1,
     )
     counts = tf.reshape(counts.stack(), [-1])  # [chunks * rays], -1 for padding (sorts last)
-    order = tf.argsort(counts, direction="DESCENDING", stable=True)
+    sizes = slot_buckets(setup)
+
+    def bucket(need: tf.Tensor) -> tf.Tensor:
+        # bucket index: number of bucket sizes that hold need + 1 margin, counted from the largest
+        fits = tf.cast(tf.constant(sizes, tf.int32)[None, :] >= need[:, None] + 1, tf.int32)
+        index = tf.maximum(tf.reduce_sum(fits, axis=1) - 1, 0)
+        return tf.where(need <= 0, len(sizes) + tf.cast(need < 0, tf.int32), index)
+
+    # sort by bucket only (stable): rays keep their view-major pixel order within a bucket, so a
+    # chunk walks neighbouring rays of few views (cache-friendly gathers); finer sorting by count
+    # cannot reduce work since a chunk's cost is set by its bucket
+    order = tf.argsort(bucket(counts), stable=True)
     sorted_counts = tf.gather(counts, order)
     need = tf.reduce_max(tf.reshape(sorted_counts, [-1, rays]), axis=1)  # [chunks]
-    sizes = slot_buckets(setup)
-    # bucket index: number of bucket sizes that hold need + 1 margin, counted from the largest
-    fits = tf.cast(tf.constant(sizes, tf.int32)[None, :] >= need[:, None] + 1, tf.int32)
-    branch = tf.maximum(tf.reduce_sum(fits, axis=1) - 1, 0)
-    branch = tf.where(need <= 0, len(sizes), branch)
+    branch = tf.minimum(bucket(need), len(sizes))
     real = sorted_counts >= 0
     order = tf.where(real, tf.cast(order, tf.int32), total - 1)
     return _RayPlan(order, real, branch, chunks, total)
