@@ -16,6 +16,9 @@
       ],
       "mean": float, "std": float,     # over all test volumes of all folds (NaN excluded)
       "fold_mean": float, "fold_std": float,  # mean and std of the per-fold means
+      "pretrain": null | {"source": str,       # finetune: the synthetic folder pre-trained on,
+                          "cases": [str],      #   its labelled case ids used,
+                          "steps": int},       #   pre-training steps (before the fold's "steps")
       "versions": {"python", "numpy", "tensorflow", "keras"}
     }
 
@@ -104,15 +107,21 @@ def build_report(
     seed: int,
     config: Mapping[str, Any],
     folds: Sequence[Mapping[str, Any]],
+    pretrain: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The run record: per-fold entries (from :func:`fold_entry`) plus means and stds."""
+    """The run record: per-fold entries (from :func:`fold_entry`) plus means and stds.
+
+    ``pretrain`` describes the synthetic pre-training of a finetune run (schema in the module
+    docstring); None for runs trained on real volumes only.
+    """
     values = [v if v is not None else float("nan") for f in folds for v in f["test_dice"].values()]
     mean, std = mean_std(values)
     fold_mean, fold_std = mean_std(f["mean"] if f["mean"] is not None else float("nan") for f in folds)
     return {"schema": RESULT_SCHEMA, "run_name": run_name, "method": method, "site": site,
             "label_size": int(label_size), "seed": int(seed), "config": dict(config),
             "folds": [dict(f) for f in folds], "mean": mean, "std": std,
-            "fold_mean": fold_mean, "fold_std": fold_std, "versions": versions()}
+            "fold_mean": fold_mean, "fold_std": fold_std,
+            "pretrain": None if pretrain is None else dict(pretrain), "versions": versions()}
 
 
 def format_cell(mean: float | None, std: float | None) -> str:

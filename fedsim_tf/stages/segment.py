@@ -17,11 +17,14 @@ tuning phase the model is scored on the fold's validation volumes and the weight
 mean validation Dice are kept; they are scored per volume on the fold's test volumes.
 
 Folds: ``--folds=K`` runs folds ``0..K-1``; ``--folds=1`` runs only the shared ``--fold``.
-Outputs per fold under ``<work_dir>/segment/<mode>/fold<k>``: ``checkpoints/`` (resume point) and
-``result.json`` (written when the fold ends; a rerun skips such folds and resumes an interrupted
-fold from its latest checkpoint). TensorBoard: ``<work_dir>/logs/segment/<mode>/fold<k>``.
-Run results: ``<work_dir>/results/segment_<mode>_<site>_L<L>_<unet>.json`` + ``.md`` and the
-collected ``table3.md`` (:mod:`fedsim_tf.evaluation.report`).
+A run is named ``segment_<mode>_<site>_L<L>_<unet>`` (finetune: ``+ _<synthetic folder name>``,
+:func:`run_name`), so runs differing in site, label size or synthetic source never share outputs.
+Outputs per fold under ``<work_dir>/segment/<run name>/fold<k>``: ``checkpoints/`` (resume point),
+``pretrained.weights.h5`` (finetune: the weights at the end of pre-training) and ``result.json``
+(written when the fold ends; a rerun skips such folds and resumes an interrupted fold from its
+latest checkpoint). TensorBoard: ``<work_dir>/logs/segment/<run name>/fold<k>``.
+Run results: ``<work_dir>/results/<run name>.json`` + ``.md`` and the collected ``table3.md``
+(:mod:`fedsim_tf.evaluation.report`).
 
 Determinism: weights are initialised from ``keras.utils.set_random_seed`` of a seed derived from
 ``(seed, fold)``; the batch drawn and its augmentation at step ``t`` come from a NumPy generator
@@ -116,6 +119,8 @@ def config_from_flags() -> SegmentConfig:
             raise UserInputError("--mode=finetune needs --synthetic_dir (a folder of labelled synthetic volumes)")
         if not os.path.isdir(FLAGS.synthetic_dir):
             raise UserInputError(f"--synthetic_dir={FLAGS.synthetic_dir}: no such folder")
+        if FLAGS.seg_pretrain_steps == 0:
+            raise UserInputError("--mode=finetune needs --seg_pretrain_steps > 0 (0 would train without pre-training)")
     elif FLAGS.synthetic_dir:
         raise UserInputError(f"--synthetic_dir is only used with --mode=finetune, not --mode={FLAGS.mode}")
     return SegmentConfig(
@@ -171,6 +176,7 @@ def _model_seed(seed: int, fold: int) -> int:
 
 
 FOREGROUND_PATCH_FRACTION = 1.0 / 3.0
+PRETRAINED_WEIGHTS = "pretrained.weights.h5"
 
 
 def crop_patch(
@@ -278,7 +284,8 @@ def train_fold(
         config: stage settings (``pretrain_steps`` > 0 needs ``data.pretrain``).
         data: the fold's volumes, all ``[N, Z, Y, X]`` on one grid size.
         fold: fold index (seeds the weights and the data order).
-        fold_dir: checkpoint folder of the fold.
+        fold_dir: the fold's folder: ``checkpoints/`` and, after pre-training,
+            :data:`PRETRAINED_WEIGHTS` (the model's weights when the last pre-training step ends).
         log_dir: TensorBoard folder of the fold.
 
     Returns:
@@ -316,7 +323,9 @@ def train_fold(
                                     "val_label": middle_slice_image(data.val.labels[0] > 0, (0.0, 1.0))})
         summaries.scalars(done, values)
         progress.update(done, **values)
-        if done % config.val_every == 0 or done == total:
+        if done == config.pretrain_steps:
+            segmenter.model.save_weights(os.path.join(fold_dir, PRETRAINED_WEIGHTS))
+        if done % config.val_every == 0 or done in (config.pretrain_steps, total):
             checkpoint.save(done)
     summaries.flush()
     test_dice = dice_per_volume(segmenter.predict(segmenter.best, data.test), data.test.labels)
@@ -335,6 +344,7 @@ def _pick_site(sites: list[Site], name: str) -> Site:
 
 
 def _pretrain_volumes(config: SegmentConfig) -> Volumes | None:
+    """Every labelled volume of ``--synthetic_dir`` (preprocessed like a site) for finetune, else None."""
     if config.mode != "finetune":
         return None
     common = dataclasses.replace(config.common, data_dirs=(config.synthetic_dir,))
@@ -343,11 +353,21 @@ def _pretrain_volumes(config: SegmentConfig) -> Volumes | None:
     return volumes_from_cases(synthetic.cases, ids, f"--synthetic_dir={config.synthetic_dir}")
 
 
+def _synthetic_name(config: SegmentConfig) -> str:
+    return os.path.basename(os.path.normpath(config.synthetic_dir))
+
+
 def method_name(config: SegmentConfig) -> str:
     """Table 3 row name: "Lower Bound", "Upper Bound" or "Pre-train <synthetic folder name>"."""
     if config.mode in METHOD_NAMES:
         return METHOD_NAMES[config.mode]
-    return f"Pre-train {os.path.basename(os.path.normpath(config.synthetic_dir))}"
+    return f"Pre-train {_synthetic_name(config)}"
+
+
+def run_name(config: SegmentConfig, site: str, label_size: int) -> str:
+    """``segment_<mode>_<site>_L<label_size>_<unet>``, plus ``_<synthetic folder name>`` for finetune."""
+    name = f"segment_{config.mode}_{site}_L{label_size}_{config.unet}"
+    return f"{name}_{_synthetic_name(config)}" if config.mode == "finetune" else name
 
 
 def run(config: SegmentConfig) -> dict[str, object]:
@@ -367,13 +387,13 @@ def run(config: SegmentConfig) -> dict[str, object]:
             raise UserInputError(f"--fold/--folds: site {site.name} has {n_folds} folds (0..{n_folds - 1}), "
                                  f"fold {fold} requested")
     label_size = inputs.label_size_for(site, splits, config.common)
+    # Every fold has the same number of training volumes (fedsim_tf.data.splits.split_sizes).
+    size = len(splits["folds"][0]["train"]) if config.mode == "upper" else label_size
+    name = run_name(config, site.name, size)
     pretrain = _pretrain_volumes(config)
     results = []
-    sizes = set()
     for fold in config.fold_indices():
-        size = len(splits["folds"][fold]["train"]) if config.mode == "upper" else label_size
-        sizes.add(size)
-        fold_dir = os.path.join(config.common.work_dir, "segment", config.mode, f"fold{fold}")
+        fold_dir = os.path.join(config.common.work_dir, "segment", name, f"fold{fold}")
         result_path = os.path.join(fold_dir, "result.json")
         if os.path.exists(result_path):
             logging.info("segment %s fold %d: finished earlier, reading %s", config.mode, fold, result_path)
@@ -383,7 +403,7 @@ def run(config: SegmentConfig) -> dict[str, object]:
         try:
             ids = fold_split(splits, fold, size)
         except ValueError as error:
-            raise UserInputError(f"--label_size={label_size}: {error}") from error
+            raise UserInputError(f"--label_size={size}: {error}") from error
         data = FoldData(
             train=volumes_from_cases(site.cases, ids["train_labelled"], f"site {site.name} fold {fold} train"),
             val=volumes_from_cases(site.cases, ids["val"], f"site {site.name} fold {fold} val"),
@@ -393,15 +413,15 @@ def run(config: SegmentConfig) -> dict[str, object]:
         if pretrain is not None and pretrain.images.shape[1:] != data.train.images.shape[1:]:
             raise UserInputError(f"--synthetic_dir={config.synthetic_dir}: volumes of size "
                                  f"{pretrain.images.shape[1:]} differ from the site's {data.train.images.shape[1:]}")
-        log_dir = os.path.join(config.common.work_dir, "logs", "segment", config.mode, f"fold{fold}")
+        log_dir = os.path.join(config.common.work_dir, "logs", "segment", name, f"fold{fold}")
         result = train_fold(config, data, fold, fold_dir, log_dir)
         report.write_json_atomic(result_path, result)
         logging.info("segment %s fold %d: test Dice %.4f +- %.4f", config.mode, fold, result["mean"], result["std"])
         results.append(result)
-    label_size_used = max(sizes)
-    run_name = f"segment_{config.mode}_{site.name}_L{label_size_used}_{config.unet}"
-    record = report.build_report(run_name, method_name(config), site.name, label_size_used,
-                                 config.common.seed, config.to_json(), results)
+    pretrain_record = None if pretrain is None else {
+        "source": config.synthetic_dir, "cases": list(pretrain.ids), "steps": config.pretrain_steps}
+    record = report.build_report(name, method_name(config), site.name, size, config.common.seed,
+                                 config.to_json(), results, pretrain=pretrain_record)
     json_path, table_path = report.write_report(os.path.join(config.common.work_dir, "results"), record)
     logging.info("segment %s: Dice %s %% over %d volumes; results %s, table %s", config.mode,
                  report.format_cell(record["mean"], record["std"]),
