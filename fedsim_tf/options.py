@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from absl import flags
 
+from fedsim_tf.cache_dir import cache_dir
 from fedsim_tf.errors import UserInputError
 
 flags.DEFINE_string("stage", "pretrain", "Which stage to run (see --helpfull for the list).")
@@ -37,11 +38,6 @@ flags.DEFINE_integer(
 )
 
 FLAGS = flags.FLAGS
-
-
-def cache_dir() -> str:
-    """The project's cache folder: ``$FEDSIM_CACHE_DIR`` or ``~/.cache/fedsim_tf``."""
-    return os.environ.get("FEDSIM_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "fedsim_tf")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from fedsim_tf.anatomy import NUM_STRUCTURES, STRUCTURE_NAMES
+from fedsim_tf.cache_dir import cache_dir as project_cache_dir
 from fedsim_tf.shape.mesh import HeartMesh, StructureMesh
 from fedsim_tf.shape.template import TEMPLATE_VERSION, sample_population
 
@@ -348,7 +349,7 @@ def build_default_ssm() -> StatisticalShapeModel:
 def default_ssm_path(cache_dir: str | os.PathLike | None = None) -> Path:
     """Cache file of the default SSM: ``cache_dir``, else ``$FEDSIM_CACHE_DIR``, else
     ``~/.cache/fedsim_tf``; the file name carries a hash of :data:`DEFAULT_SSM_RECIPE`."""
-    root = cache_dir or os.environ.get("FEDSIM_CACHE_DIR") or Path.home() / ".cache" / "fedsim_tf"
+    root = cache_dir or project_cache_dir()
     digest = hashlib.sha256(json.dumps(DEFAULT_SSM_RECIPE, sort_keys=True).encode()).hexdigest()[:16]
     return Path(root) / f"default_ssm_{digest}.npz"
 

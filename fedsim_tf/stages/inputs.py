@@ -10,7 +10,8 @@ from fedsim_tf.data.phantoms import ensure_phantom_hospitals
 from fedsim_tf.data.preprocess import PreprocessConfig
 from fedsim_tf.data.site import Site, load_site
 from fedsim_tf.data.splits import fold_split, label_sizes, load_or_create_splits
-from fedsim_tf.options import CommonConfig, cache_dir
+from fedsim_tf.cache_dir import cache_dir
+from fedsim_tf.options import CommonConfig
 
 PHANTOM_SEED = 0  # the embedded data set is one fixed draw, independent of the run's --seed
 
