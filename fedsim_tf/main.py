@@ -12,8 +12,6 @@ import os
 import sys
 from types import ModuleType
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no C++ INFO/WARNING chatter
-
 from absl import app, flags, logging
 
 from fedsim_tf import options
