@@ -14,7 +14,7 @@ from types import ModuleType
 
 from absl import app, flags, logging
 
-from fedsim_tf import options
+from fedsim_tf import options  # noqa: F401  (importing it defines the shared flags)
 from fedsim_tf.errors import UserInputError
 from fedsim_tf.stages import pretrain, sample
 from fedsim_tf.stages import segment

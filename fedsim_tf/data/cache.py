@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from fedsim_tf.atomic import atomic_path
 from fedsim_tf.data.case import Case
 from fedsim_tf.data.labels import LabelTable
 from fedsim_tf.data.layouts import CaseFiles
@@ -101,12 +101,6 @@ class CaseCache:
                   "coarse": case.coarse, "affine": case.grid.affine}
         if case.label is not None:
             arrays["label"] = case.label
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
-            os.replace(tmp_name, self.entry_path(key))
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        with atomic_path(self.entry_path(key)) as temporary, open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
         return self.entry_path(key)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
+from fedsim_tf.atomic import atomic_path
 from fedsim_tf.data.errors import DataError
 from fedsim_tf.grid import Grid
 
@@ -113,14 +113,6 @@ def write_nifti(
     img.header.set_xyzt_units("mm")
     img.set_sform(grid.affine, code="scanner")
     img.set_qform(grid.affine, code="scanner")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(img, tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".nii.gz" if path.name.endswith(".nii.gz") else ".nii") as temporary:
+        nib.save(img, temporary)
     return path

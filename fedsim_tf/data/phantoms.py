@@ -34,7 +34,6 @@ import multiprocessing
 import os
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 import zlib
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from fedsim_tf.atomic import write_json_atomic
 from fedsim_tf.data.labels import MMWHS_TABLE, encode_labels
 from fedsim_tf.data.layouts import mmwhs_filenames
 from fedsim_tf.data.nifti import write_nifti
@@ -278,13 +278,6 @@ def _site_is_current(out_dir: Path, manifest: dict, expected: dict, site: str) -
     return entry == expected["sites"][site] and all((out_dir / site / f).is_file() for f in entry["files"])
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
-
-
 def _init_worker(threads: int) -> None:
     import tensorflow as tf
 
@@ -372,7 +365,7 @@ def ensure_phantom_hospitals(
                     final.rename(build / f"old-{settings.site}")
                 (build / settings.site).rename(final)
                 kept[settings.site] = expected["sites"][settings.site]
-            _write_json_atomic(out_dir / MANIFEST_NAME, {**expected, "sites": kept})
+            write_json_atomic(out_dir / MANIFEST_NAME, {**expected, "sites": kept})
         finally:
             shutil.rmtree(build, ignore_errors=True)
     return [out_dir / s.site for s in chosen]

@@ -26,14 +26,13 @@ tall enough for the largest chest of the site (:func:`detector_shape`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedsim_tf.atomic import write_json_atomic
 from fedsim_tf.physics import materials
 
 COARSE_FACTOR = 2
@@ -195,13 +194,7 @@ class ScannerSettings:
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_json` atomically to ``path`` (``scanner.json``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".scanner-", suffix=".json", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_json(), f, indent=2)
-        os.replace(tmp, path)
-        return path
+        return write_json_atomic(path, self.to_json())
 
 
 SITES: tuple[ScannerSettings, ...] = (

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from fedsim_tf.atomic import write_json_atomic
 from fedsim_tf.data.errors import DataError
 from fedsim_tf.data.layouts import natural_key
 
@@ -146,18 +146,7 @@ def check_splits(splits: Any, source: str = "split record") -> list[str]:
 
 def write_splits(path: str | os.PathLike[str], splits: dict[str, Any]) -> Path:
     """Write a split record as JSON atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(splits, handle, indent=1)
-            handle.write("\n")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json_atomic(path, splits, indent=1)
 
 
 def load_or_create_splits(

@@ -34,33 +34,17 @@ import json
 import math
 import os
 import platform
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fedsim_tf import atomic
 from fedsim_tf.evaluation.dice import mean_std
 
 RESULT_SCHEMA = "fedsim-segment-result-v1"
 TABLE_NAME = "table3.md"
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    return path
 
 
 def _json_value(value: Any) -> Any:
@@ -78,7 +62,7 @@ def _json_value(value: Any) -> Any:
 
 def write_json_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
     """Write ``data`` as indented JSON (NaN written as null) atomically."""
-    return write_text_atomic(path, json.dumps(_json_value(data), indent=2, sort_keys=False) + "\n")
+    return atomic.write_json_atomic(path, _json_value(data))
 
 
 def versions() -> dict[str, str]:
@@ -152,11 +136,11 @@ def write_report(results_dir: str | os.PathLike[str], report: Mapping[str, Any])
     """
     results_dir = Path(results_dir)
     json_path = write_json_atomic(results_dir / f"{report['run_name']}.json", report)
-    write_text_atomic(results_dir / f"{report['run_name']}.md", markdown_table([_json_value(report)]))
+    atomic.write_text_atomic(results_dir / f"{report['run_name']}.md", markdown_table([_json_value(report)]))
     reports = []
     for path in sorted(results_dir.glob("*.json")):
         data = json.loads(path.read_text())
         if data.get("schema") == RESULT_SCHEMA:
             reports.append(data)
-    table_path = write_text_atomic(results_dir / TABLE_NAME, markdown_table(reports))
+    table_path = atomic.write_text_atomic(results_dir / TABLE_NAME, markdown_table(reports))
     return json_path, table_path

@@ -22,7 +22,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fedsim_tf.anatomy import NUM_STRUCTURES, STRUCTURE_NAMES
+from fedsim_tf.atomic import atomic_path
 from fedsim_tf.cache_dir import cache_dir as project_cache_dir
 from fedsim_tf.shape.mesh import HeartMesh, StructureMesh
 from fedsim_tf.shape.template import TEMPLATE_VERSION, sample_population
@@ -270,15 +270,8 @@ class StatisticalShapeModel:
         for k, s in enumerate(self._mean.structures):
             arrays[f"faces_{k}"] = s.faces
         arrays["vertex_counts"] = np.array(self._mean.vertex_counts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as temporary, open(temporary, "wb") as f:
+            np.savez(f, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "StatisticalShapeModel":

@@ -23,7 +23,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
+from fedsim_tf.atomic import write_json_atomic
 from fedsim_tf.data.preprocess import coarse_grid
 from fedsim_tf.errors import UserInputError
 from fedsim_tf.grid import Grid
@@ -231,21 +231,6 @@ class GenerativeModel:
         return shape_generator, material_generator, simulator
 
 
-def atomic_write_json(path: str, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON under a temporary name in the same folder, then rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def model_path(work_dir: str) -> str:
     return os.path.join(work_dir, STAGE, "model.json")
 
@@ -376,7 +361,7 @@ def _check_model_file(path: str, model: GenerativeModel) -> None:
                 f"{path}: an earlier pretrain run used different settings ({', '.join(changed)}); "
                 "use another --work_dir or delete that run"
             )
-    atomic_write_json(path, model.to_json())
+    write_json_atomic(path, model.to_json())
 
 
 def train(config: PretrainConfig, targets: GLOTargets, case_grid: Grid, ssm: ShapeModel, ssm_record: str) -> GLOTrainer:

@@ -12,11 +12,11 @@ covariance matrices"):
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
+
+from fedsim_tf.atomic import atomic_path
 
 
 def ledoit_wolf(codes: np.ndarray) -> tuple[np.ndarray, float]:
@@ -69,17 +69,8 @@ class LatentGaussian:
 
     def save(self, path: str) -> None:
         """Write an ``.npz`` atomically (temporary file in the same folder, then rename)."""
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".latent_gaussian.", suffix=".npz", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, mean=self.mean, cov=self.cov, shrinkage=np.float64(self.shrinkage))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+            np.savez(handle, mean=self.mean, cov=self.cov, shrinkage=np.float64(self.shrinkage))
 
     @classmethod
     def load(cls, path: str) -> "LatentGaussian":
