@@ -71,7 +71,9 @@ def main() -> None:
                        "--base_filters", str(args.base_filters), "--steps", str(args.steps)]
             done = subprocess.run(command, capture_output=True, text=True, env=env)
             if done.returncode != 0:
-                print(f"{unet:8s} {size:5d}  failed: {done.stderr.strip().splitlines()[-1:]}")
+                why = (f"killed by signal {-done.returncode} (out of memory?)" if done.returncode < 0
+                       else (done.stderr.strip().splitlines() or ["no message"])[-1])
+                print(f"{unet:8s} {size:5d}  failed: {why}", flush=True)
                 continue
             r = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"{unet:8s} {size:5d} {r['params']:10.0f} {r['steps_per_s']:9.3f} "

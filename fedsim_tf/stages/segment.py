@@ -12,7 +12,10 @@ Modes (one site, ``--site``; folds of :mod:`fedsim_tf.data.splits`):
   site), then fine-tune ``--seg_steps`` steps on the ``L`` real ones (same optimiser) -- "Ours".
 
 The target is ``label > 0`` (the whole heart). Loss: soft Dice + cross-entropy 1:1, with random
-augmentation (:mod:`fedsim_tf.training.augmentation`). Every ``--val_every`` steps of the (fine-)
+augmentation (:mod:`fedsim_tf.training.augmentation`); Adam with nnU-Net's poly learning-rate decay,
+restarted for the fine-tuning phase (:mod:`fedsim_tf.training.schedules`, ``--seg_lr_schedule``).
+With ``--seg_patch_size`` the model trains on patches and predicts whole volumes by overlapping
+sliding windows (:mod:`fedsim_tf.models.sliding_window`). Every ``--val_every`` steps of the (fine-)
 tuning phase the model is scored on the fold's validation volumes and the weights with the best
 mean validation Dice are kept; they are scored per volume on the fold's test volumes.
 
@@ -50,12 +53,14 @@ from fedsim_tf.errors import UserInputError
 from fedsim_tf.evaluation import report
 from fedsim_tf.evaluation.dice import dice_per_volume, mean_dice
 from fedsim_tf.losses.segmentation import dice_ce_loss
+from fedsim_tf.models.sliding_window import sliding_window_logits
 from fedsim_tf.models.unet3d import UNET_NAMES, build_unet3d
 from fedsim_tf.options import CommonConfig, common_config_from_flags
 from fedsim_tf.stages import inputs
 from fedsim_tf.training.augmentation import AugmentationConfig, augment
 from fedsim_tf.training.checkpoints import StageCheckpoint
 from fedsim_tf.training.progress import Progress
+from fedsim_tf.training.schedules import POLY_POWER, PhasedPolyDecay
 from fedsim_tf.training.summaries import Summaries, middle_slice_image
 
 MODES: tuple[str, ...] = ("lower", "upper", "finetune")
@@ -72,13 +77,16 @@ flags.DEFINE_integer("seg_batch_size", 1, "segment: volumes per step (paper: 1 s
 flags.DEFINE_integer("seg_steps", 2000, "segment: training (or fine-tuning) steps per fold.", lower_bound=1)
 flags.DEFINE_integer("seg_pretrain_steps", 2000, "segment --mode=finetune: pre-training steps on synthetic data.",
                      lower_bound=0)
-flags.DEFINE_float("seg_lr", 1e-3, "segment: Adam learning rate.", lower_bound=0.0)
+flags.DEFINE_float("seg_lr", 1e-3, "segment: Adam learning rate (at the start of each phase).", lower_bound=0.0)
+flags.DEFINE_enum("seg_lr_schedule", "poly", ["poly", "constant"], "segment: learning rate over each phase "
+                  "(pre-training, (fine-)tuning): nnU-Net's poly decay lr * (1 - t/T)^0.9, or constant.")
 flags.DEFINE_integer("seg_base_filters", 32, "segment: channels of the U-Net's first convolution (paper: 32).",
                      lower_bound=1)
 flags.DEFINE_integer("val_every", 100, "segment: steps between validations (and checkpoints).", lower_bound=1)
 flags.DEFINE_bool("seg_augment", True, "segment: random rotation/scale/intensity augmentation.")
 flags.DEFINE_integer("seg_patch_size", 0, "segment: train on random cubic patches of this edge (1/3 centred on "
-                     "the heart); 0 = whole volumes. Validation/test always use whole volumes.", lower_bound=0)
+                     "the heart); 0 = whole volumes. Validation/test then predict by overlapping sliding windows of "
+                     "this size (nnU-Net style).", lower_bound=0)
 
 FLAGS = flags.FLAGS
 
@@ -101,6 +109,7 @@ class SegmentConfig:
     synthetic_dir: str = ""
     augment: bool = True
     patch_size: int = 0
+    lr_schedule: str = "poly"
 
     def fold_indices(self) -> list[int]:
         """The folds this run trains: ``0..folds-1``, or only ``common.fold`` when ``folds == 1``."""
@@ -128,7 +137,7 @@ def config_from_flags() -> SegmentConfig:
         batch_size=FLAGS.seg_batch_size, steps=FLAGS.seg_steps,
         pretrain_steps=FLAGS.seg_pretrain_steps if FLAGS.mode == "finetune" else 0, lr=FLAGS.seg_lr,
         base_filters=FLAGS.seg_base_filters, val_every=FLAGS.val_every, synthetic_dir=FLAGS.synthetic_dir,
-        augment=FLAGS.seg_augment, patch_size=FLAGS.seg_patch_size,
+        augment=FLAGS.seg_augment, patch_size=FLAGS.seg_patch_size, lr_schedule=FLAGS.seg_lr_schedule,
     )
 
 
@@ -227,17 +236,30 @@ def draw_batch(
     return np.stack(images)[..., None].astype(np.float32), np.stack(labels)
 
 
+def predict_masks(model: keras.Model, volumes: Volumes, patch_size: int = 0) -> np.ndarray:
+    """Foreground masks ``[N, Z, Y, X]`` bool (logit > 0), one volume at a time (inference mode).
+
+    ``patch_size`` > 0: ``model`` takes ``patch_size``\ :sup:`3` inputs and each volume is predicted
+    by sliding windows (:mod:`fedsim_tf.models.sliding_window`); 0: ``model`` takes whole volumes.
+    """
+    if patch_size:
+        return np.stack([sliding_window_logits(model, image, patch_size)[..., 0] > 0.0 for image in volumes.images])
+    return np.stack([model(image[None, ..., None], training=False).numpy()[0, ..., 0] > 0.0
+                     for image in volumes.images])
+
+
 class _Segmenter:
-    """The trained model (patch size), whole-volume copies for evaluation and the best weights,
-    the optimiser and the compiled train step."""
+    """The trained model (input: the patch, or the whole volume without patches), a copy holding the
+    best weights, the optimiser and the compiled train step."""
 
     def __init__(self, config: SegmentConfig, volume_shape: tuple[int, int, int], fold: int) -> None:
         keras.utils.set_random_seed(_model_seed(config.common.seed, fold))
         train_shape = (config.patch_size,) * 3 if config.patch_size else volume_shape
         self.model = build_unet3d(config.unet, train_shape, config.base_filters)
-        self.evaluator = build_unet3d(config.unet, volume_shape, config.base_filters)
-        self.best = build_unet3d(config.unet, volume_shape, config.base_filters)
-        self.optimizer = keras.optimizers.Adam(learning_rate=config.lr)
+        self.best = build_unet3d(config.unet, train_shape, config.base_filters)
+        power = POLY_POWER if config.lr_schedule == "poly" else 0.0
+        self.schedule = PhasedPolyDecay(config.lr, (config.pretrain_steps, config.steps), power)
+        self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule)
         self.optimizer.build(self.model.trainable_variables)
         self.best_dice = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_dice")
         self.best_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_step")
@@ -260,19 +282,6 @@ class _Segmenter:
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
-
-    def predict_current(self, volumes: Volumes) -> np.ndarray:
-        """Foreground masks ``[N, Z, Y, X]`` bool of the current weights."""
-        self._copy_weights(self.evaluator)
-        return self.predict(self.evaluator, volumes)
-
-    @staticmethod
-    def predict(model: keras.Model, volumes: Volumes) -> np.ndarray:
-        """Foreground masks ``[N, Z, Y, X]`` bool (logit > 0), one volume at a time (inference mode)."""
-        return np.stack([
-            model(volumes.images[i][None, ..., None], training=False).numpy()[0, ..., 0] > 0.0
-            for i in range(len(volumes.ids))
-        ])
 
 
 def train_fold(
@@ -311,10 +320,10 @@ def train_fold(
         images, labels = draw_batch(source, config.batch_size, rng, augmentation, config.patch_size)
         loss_value = float(segmenter.train_step(tf.constant(images), tf.constant(labels)))
         done = step + 1
-        values = {"loss": loss_value}
+        values = {"loss": loss_value, "lr": float(segmenter.schedule(step))}
         tuning = done > config.pretrain_steps
         if tuning and ((done - config.pretrain_steps) % config.val_every == 0 or done == total):
-            masks = segmenter.predict_current(data.val)
+            masks = predict_masks(segmenter.model, data.val, config.patch_size)
             val_dice = mean_dice(dice_per_volume(masks, data.val.labels))
             values["val_dice"] = val_dice
             if val_dice > float(segmenter.best_dice.numpy()):
@@ -328,7 +337,7 @@ def train_fold(
         if done % config.val_every == 0 or done in (config.pretrain_steps, total):
             checkpoint.save(done)
     summaries.flush()
-    test_dice = dice_per_volume(segmenter.predict(segmenter.best, data.test), data.test.labels)
+    test_dice = dice_per_volume(predict_masks(segmenter.best, data.test, config.patch_size), data.test.labels)
     return report.fold_entry(fold, dict(zip(data.test.ids, test_dice.tolist())),
                              float(segmenter.best_dice.numpy()), int(segmenter.best_step.numpy()), total)
 

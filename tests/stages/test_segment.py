@@ -54,11 +54,23 @@ def _fold_data() -> segment.FoldData:
     return segment.FoldData(train=_volumes(rng, 2, "tr"), val=_volumes(rng, 1, "va"), test=_volumes(rng, 2, "te"))
 
 
-def test_fold_is_deterministic_and_resumes_exactly(tmp_path) -> None:
+def test_fold_is_deterministic_and_resumes_exactly(tmp_path, monkeypatch) -> None:
     data = _fold_data()
     config = _config(_common(str(tmp_path)))
     whole = segment.train_fold(config, data, 0, str(tmp_path / "a"), str(tmp_path / "logs_a"))
-    segment.train_fold(replace(config, steps=2), data, 0, str(tmp_path / "b"), str(tmp_path / "logs_b"))
+    draws = []
+    real_draw_batch = segment.draw_batch
+
+    def crash_at_step_3(*args, **kwargs):
+        draws.append(1)
+        if len(draws) == 3:
+            raise RuntimeError("simulated crash")
+        return real_draw_batch(*args, **kwargs)
+
+    with monkeypatch.context() as patch:  # the run dies in step 3, after the checkpoint of step 2
+        patch.setattr(segment, "draw_batch", crash_at_step_3)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            segment.train_fold(config, data, 0, str(tmp_path / "b"), str(tmp_path / "logs_b"))
     resumed = segment.train_fold(config, data, 0, str(tmp_path / "b"), str(tmp_path / "logs_b"))
     assert sorted(whole["test_dice"]) == ["te0", "te1"]
     assert all(0.0 <= v <= 1.0 for v in whole["test_dice"].values())
@@ -153,7 +165,7 @@ def test_finetune_pretrains_on_synthetic_volumes_and_beats_no_pretraining(tmp_pa
     pretrained.load_weights(str(fold_dir / segment.PRETRAINED_WEIGHTS))
     synthetic = segment._pretrain_volumes(config)
     assert synthetic.ids == tuple(synthetic_ids)
-    assert dice_per_volume(segment._Segmenter.predict(pretrained, synthetic), synthetic.labels).min() > 0.8
+    assert dice_per_volume(segment.predict_masks(pretrained, synthetic), synthetic.labels).min() > 0.8
     # Same 10 fine-tuning steps on the one labelled volume: pre-training helps (6 seeds: +0.17..+0.40).
     assert finetune["mean"] > lower["mean"] + 0.1, (finetune["mean"], lower["mean"])
 
@@ -174,16 +186,19 @@ def test_finetune_flags_are_checked(tmp_path, changes: dict, message: str) -> No
 
 @pytest.mark.slow
 def test_upper_scores_at_least_lower_on_a_phantom_site(tmp_path) -> None:
-    # The demo phantoms (6 volumes per site: 4 train / 1 val / 1 test per fold), generated on first use.
-    phantom_dir = os.environ.get("FEDSIM_PHANTOM_DIR") or os.path.join(cache_dir(), "phantom_hospitals_small6")
+    # The full phantom hospitals (CT20: 20 labelled volumes, 12 train / 4 val / 4 test per fold), generated
+    # on first use (about 6 min), resampled to 64^3; flags/segment_demo.cfg's network on 32^3 patches with
+    # poly decay and sliding-window validation/test; folds 0 and 1 (8 test volumes).
+    # L = 2 rather than Table 1's 4: at this CPU budget 4 vs 12 phantom hearts differ by about as much as
+    # two training runs do (trial, 400 steps: fold 0 lower 0.805, upper 0.783; an earlier constant-rate
+    # trial: lower 0.774, upper 0.811), so the test would measure noise.
+    phantom_dir = os.environ.get("FEDSIM_PHANTOM_DIR") or os.path.join(cache_dir(), "phantom_hospitals")
     common = replace(_common(str(tmp_path / "work"), volume_size=64), coarse_size=16, phantom_dir=phantom_dir,
-                     phantom_volumes=6, label_size=1)
-    # flags/segment_demo.cfg's training on all 5 folds: one test volume per fold is a noisy comparison
-    # (fold 0 alone: lower 0.668, upper 0.671), so compare the means over the site's 5 test volumes.
-    settings = dict(folds=5, unet="nnunet", base_filters=8, steps=200, val_every=50, patch_size=32, lr=3e-3)
+                     phantom_small=False, label_size=2)
+    settings = dict(folds=2, unet="nnunet", base_filters=8, steps=600, val_every=100, patch_size=32, lr=3e-3)
     lower = segment.run(_config(common, mode="lower", **settings))
     upper = segment.run(_config(common, mode="upper", **settings))
-    assert (lower["site"], lower["label_size"], upper["label_size"]) == ("CT20", 1, 4)
-    assert sum(len(fold["test_dice"]) for fold in lower["folds"]) == 5
+    assert (lower["site"], lower["label_size"], upper["label_size"]) == ("CT20", 2, 12)
+    assert sum(len(fold["test_dice"]) for fold in lower["folds"]) == 8
     assert not math.isnan(lower["mean"])
     assert upper["mean"] >= lower["mean"], (upper["mean"], lower["mean"])
