@@ -14,8 +14,8 @@ class PhasedPolyDecay(keras.optimizers.schedules.LearningRateSchedule):
     Phases are consecutive step counts (e.g. ``(pre-training steps, fine-tuning steps)``); within a
     phase of ``T`` steps the optimiser step ``t`` counted from the phase start gets
     ``initial_learning_rate * (1 - t / T) ** power``, so each phase starts at the full rate and
-    decays towards zero at its end. Steps past the last phase get rate 0.
-    Zero-length phases are skipped.
+    decays towards zero at its end. Steps past the last phase keep the last phase's end value
+    (0, or the constant rate when ``power`` is 0). Zero-length phases are skipped.
 
     Args:
         initial_learning_rate: rate at the start of every phase.
