@@ -67,12 +67,6 @@ class Grid:
         """``(3,)`` voxel size in mm along z, y, x (column norms of the affine)."""
         return np.linalg.norm(self.affine[:3, :3], axis=0)[::-1].copy()
 
-    @property
-    def is_axis_aligned(self) -> bool:
-        """True when the affine is diagonal (no rotation, no flips to negative spacing)."""
-        m = self.affine[:3, :3]
-        return bool(np.allclose(m, np.diag(np.diag(m))) and np.all(np.diag(m) > 0))
-
     def index_to_world(self, ijk: np.ndarray) -> np.ndarray:
         """``(..., 3)`` voxel indices ``(i=x, j=y, k=z)`` -> ``(..., 3)`` world mm."""
         ijk = np.asarray(ijk, dtype=np.float64)

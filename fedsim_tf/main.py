@@ -1,9 +1,11 @@
 """fedsim-tf's one entry point: ``python -m fedsim_tf.main --stage=<stage> [--flagfile=flags/paper.cfg]``.
 
-Stages are the paper's. Each stage module defines its own flags at its top and exposes
-``config_from_flags()`` and ``run(config)``. Without ``--flagfile`` the CPU-sized preset
-``flags/demo.cfg`` is read first, so flags given on the command line still override it.
-Bad flags or inputs end with one line on stderr and exit code 2.
+Stages are the paper's, in pipeline order (:data:`STAGES`). Each stage module defines its own flags
+at its top and exposes ``config_from_flags()`` and ``run(config)``; stage modules import TensorFlow
+only inside ``run``, so the command line is parsed and checked before TensorFlow loads
+(:mod:`fedsim_tf.cli`). Without ``--flagfile`` the CPU-sized preset ``flags/demo.cfg`` is read first,
+so flags given on the command line still override it. Bad flags or inputs end with one line on
+stderr and exit code 2. ``--help`` lists the stages, ``--stage=NAME --help`` one stage's flags.
 """
 
 from __future__ import annotations
@@ -12,69 +14,125 @@ import os
 import sys
 from types import ModuleType
 
-from absl import app, flags, logging
+from absl import flags
 
-from fedsim_tf import options  # noqa: F401  (importing it defines the shared flags)
+from fedsim_tf import cli, options
 from fedsim_tf.errors import UserInputError
-from fedsim_tf.stages import pretrain, sample
-from fedsim_tf.stages import segment
+from fedsim_tf.stages import pretrain, sample, segment
 
 FLAGS = flags.FLAGS
 
-DEFAULT_FLAGFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags", "demo.cfg")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRESET_DIR = os.path.join(ROOT, "flags")
+DEFAULT_FLAGFILE = os.path.join(PRESET_DIR, "demo.cfg")
+HELP_ARGS: tuple[str, ...] = ("--help", "-help", "-h", "--helpshort", "-helpshort", "-?")
+TITLE = "fedsim-tf: Federated Simulation for Medical Imaging (Li et al., MICCAI 2020) in TensorFlow 2 / Keras 3."
 
-# Stages of the paper, in pipeline order: built ones map to their module.
-STAGES: dict[str, ModuleType] = {"pretrain": pretrain, "sample": sample, "segment": segment}
-PLANNED_STAGES: tuple[str, ...] = ("pretrain", "pretrain_gan", "semi", "federated", "synthesize", "sample", "segment")
+# The paper's stages in pipeline order: the module of a built stage, or what a planned one will do.
+STAGES: dict[str, ModuleType | str] = {
+    "pretrain": pretrain,
+    "pretrain_gan": "site-specific GauGAN that turns coarse CT + labels into realistic slices (paper Sec. 2.2)",
+    "semi": "semi-supervised training on the unlabelled volumes (paper Sec. 2.2)",
+    "federated": "federated simulation across sites: shared G_S/G_M, one GAN per site (paper Sec. 2.3)",
+    "synthesize": "labelled synthetic CT volumes of a chosen site",
+    "sample": sample,
+    "segment": segment,
+}
 
 
-def _stage_module(name: str) -> ModuleType:
-    if name in STAGES:
-        return STAGES[name]
-    built = ", ".join(STAGES) or "none yet"
-    planned = ", ".join(s for s in PLANNED_STAGES if s not in STAGES)
-    raise UserInputError(f"--stage={name!r} is not available; valid stages: {built} (not built yet: {planned})")
+def stage_module(name: str) -> ModuleType:
+    """The module of a built stage.
+
+    Raises:
+        UserInputError: an unknown or not yet built stage, listing the valid ones.
+    """
+    module = STAGES.get(name)
+    if isinstance(module, ModuleType):
+        return module
+    built = ", ".join(n for n, m in STAGES.items() if isinstance(m, ModuleType))
+    planned = ", ".join(n for n, m in STAGES.items() if not isinstance(m, ModuleType))
+    state = "is not built yet" if name in STAGES else "is not a stage"
+    raise UserInputError(f"--stage={name!r} {state}; valid stages: {built} (not built yet: {planned})")
+
+
+def _summary(stage: ModuleType | str) -> str:
+    if isinstance(stage, str):
+        return f"(not built yet) {stage}"
+    first = (stage.__doc__ or "").strip().splitlines()[0]
+    return first.split(": ", 1)[-1]
+
+
+def _presets() -> list[str]:
+    lines = []
+    for name in sorted(os.listdir(PRESET_DIR)):
+        if name.endswith(".cfg"):
+            with open(os.path.join(PRESET_DIR, name), encoding="utf-8") as handle:
+                first = handle.readline().lstrip("#/ ").strip()
+            lines.append(f"  flags/{name:<18} {first}")
+    return lines
+
+
+def overview() -> str:
+    """The text of ``--help``: stages in pipeline order, presets, where the flags are listed."""
+    width = max(len(name) for name in STAGES)
+    return "\n".join([
+        TITLE,
+        "",
+        "usage: python -m fedsim_tf.main --stage=STAGE [--flagfile=PRESET] [--flag=value ...]",
+        "",
+        "Stages, in pipeline order:",
+        *(f"  {name:<{width}}  {_summary(stage)}" for name, stage in STAGES.items()),
+        "",
+        "Presets (absl flagfiles; flags/demo.cfg is read when no --flagfile is given):",
+        *_presets(),
+        "",
+        "Flags of one stage: python -m fedsim_tf.main --stage=STAGE --help    every flag: --helpfull",
+    ])
+
+
+def stage_help(name: str) -> str:
+    """The text of ``--stage=NAME --help``: the stage's docstring and its flags, then the shared flags."""
+    module = stage_module(name)
+    return "\n".join([
+        (module.__doc__ or "").strip(),
+        "",
+        f"Flags of --stage={name} ({module.__name__}):",
+        FLAGS.module_help(module),
+        "",
+        f"Flags shared by every stage ({options.__name__}):",
+        FLAGS.module_help(options),
+    ])
+
+
+def help_text(argv: list[str]) -> str:
+    """``--help`` output for a command line (one stage's when it names ``--stage``)."""
+    stages = [arg.split("=", 1)[1] for arg in cli.expand_flagfiles(argv[1:]) if arg.startswith("--stage=")]
+    return stage_help(stages[-1]) if stages else overview()
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise UserInputError(f"unexpected arguments: {' '.join(argv[1:])}")
-    module = _stage_module(FLAGS.stage)
+    del argv
+    module = stage_module(FLAGS.stage)
     module.run(module.config_from_flags())
-
-
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing whose errors are one line and exit code 2."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        _fail(str(error))
-    return []
-
-
-def _main_with_errors(argv: list[str]) -> None:
-    try:
-        main(argv)
-    except UserInputError as error:
-        logging.flush()
-        _fail(str(error))
 
 
 def with_default_flagfile(argv: list[str]) -> list[str]:
     """``argv`` with ``--flagfile=flags/demo.cfg`` inserted first when it names no flagfile."""
-    if any(arg.startswith(("--flagfile", "-flagfile")) for arg in argv[1:]):
+    if any(arg.startswith(cli.FLAGFILE_PREFIXES) for arg in argv[1:]):
         return list(argv)
     return [argv[0], f"--flagfile={DEFAULT_FLAGFILE}", *argv[1:]]
 
 
-def run() -> None:
+def run(argv: list[str] | None = None) -> None:
     """Console entry point."""
-    app.run(_main_with_errors, argv=with_default_flagfile(sys.argv), flags_parser=_parse_flags)
+    argv = list(sys.argv if argv is None else argv)
+    if any(arg in HELP_ARGS for arg in argv[1:]):
+        try:
+            print(help_text(argv))
+        except UserInputError as error:
+            cli.fail(str(error))
+        sys.exit(0)
+    cli.run(main, with_default_flagfile(argv))
 
 
 if __name__ == "__main__":

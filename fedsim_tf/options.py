@@ -1,7 +1,7 @@
 """Flags shared by every stage (SPADE's "base options"); each stage module defines its own flags.
 
 Presets live in ``flags/*.cfg`` (absl flagfiles); ``flags/demo.cfg`` is read when no ``--flagfile``
-is given on the command line (see :mod:`fedsim_tf.main`).
+is given on the command line (see :mod:`fedsim_tf.main`). Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,13 +12,20 @@ from dataclasses import dataclass
 from absl import flags
 
 from fedsim_tf.cache_dir import cache_dir
+from fedsim_tf.data.labels import ON_UNKNOWN, load_label_table
+from fedsim_tf.data.layouts import LAYOUTS
 from fedsim_tf.errors import UserInputError
+from fedsim_tf.losses.perceptual_spec import PERCEPTUAL_SPECS_HELP, check_perceptual_spec
 
-flags.DEFINE_string("stage", "pretrain", "Which stage to run (see --helpfull for the list).")
+flags.DEFINE_string("stage", "pretrain", "Which stage to run (`python -m fedsim_tf.main --help` lists them).")
 flags.DEFINE_multi_string(
     "data_dir", [], "A site folder of NIfTI volumes; repeat once per site. Empty: the built-in phantom hospitals."
 )
-flags.DEFINE_enum("layout", "mmwhs", ["mmwhs", "imagechd"], "File layout of --data_dir folders.")
+flags.DEFINE_enum("layout", "mmwhs", list(LAYOUTS), "File layout of --data_dir folders.")
+flags.DEFINE_string("label_table", "", "JSON label table of the --data_dir sites, overriding the layout's (format: "
+                    "fedsim_tf/data/labels.py); empty = the layout's own table.")
+flags.DEFINE_enum("on_unknown", "error", list(ON_UNKNOWN), "Label values missing from the label table (stray "
+                  "values of public data sets): error (refuse the file) or background (treat them as background).")
 flags.DEFINE_string("work_dir", "runs/demo", "Where checkpoints, logs, results and samples go.")
 flags.DEFINE_integer("seed", 0, "Random seed of the whole run.")
 flags.DEFINE_integer("fold", 0, "Cross-validation fold (0-based).", lower_bound=0)
@@ -33,6 +40,8 @@ flags.DEFINE_string(
     "phantom_dir", "", "Where the phantom hospitals are generated/cached; empty = <cache>/phantom_hospitals[_small]."
 )
 flags.DEFINE_bool("phantom_small", True, "Use the small phantom preset (64^3, few volumes) when no --data_dir is given.")
+flags.DEFINE_string("perceptual", "auto", "Perceptual-loss backbone of pretrain and pretrain_gan: "
+                    f"{PERCEPTUAL_SPECS_HELP} (auto: vgg19 when its weights are in the Keras cache, else none).")
 flags.DEFINE_integer(
     "phantom_volumes", 6, "Volumes per site of the small phantom preset (ignored without --phantom_small).", lower_bound=5
 )
@@ -56,6 +65,8 @@ class CommonConfig:
     phantom_dir: str
     phantom_small: bool
     phantom_volumes: int = 6
+    label_table: str = ""
+    on_unknown: str = "error"
 
 
 def common_config_from_flags() -> CommonConfig:
@@ -63,6 +74,8 @@ def common_config_from_flags() -> CommonConfig:
     for folder in FLAGS.data_dir:
         if not os.path.isdir(folder):
             raise UserInputError(f"--data_dir={folder}: no such folder")
+    if FLAGS.label_table:
+        load_label_table(FLAGS.label_table)  # DataError naming the file when it is missing or malformed
     if not FLAGS.fov_mm > 0:
         raise UserInputError(f"--fov_mm={FLAGS.fov_mm} must be positive")
     if FLAGS.volume_size % FLAGS.coarse_size:
@@ -85,4 +98,11 @@ def common_config_from_flags() -> CommonConfig:
         phantom_dir=phantom_dir,
         phantom_small=small,
         phantom_volumes=FLAGS.phantom_volumes,
+        label_table=FLAGS.label_table,
+        on_unknown=FLAGS.on_unknown,
     )
+
+
+def perceptual_from_flags() -> str:
+    """The checked ``--perceptual`` choice (:mod:`fedsim_tf.losses.perceptual_spec`)."""
+    return check_perceptual_spec(FLAGS.perceptual)

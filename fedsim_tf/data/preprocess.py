@@ -16,8 +16,8 @@ Pipeline of :func:`preprocess_case` (all arrays ``[z, y, x]``):
    anti-aliasing prefilter with ``sigma = (f - 1) / 2`` source voxels per axis when downsampling by
    ``f > 1``; outside the source field of view they read as air (-1024 HU). Labels: nearest
    neighbour, background outside.
-4. **HU window** ``[lo, hi]`` (default ``[-200, 800]``) clipped and mapped linearly to ``[-1, 1]``
-   (:func:`normalise_hu`).
+4. **HU window** ``[lo, hi]`` (default :data:`fedsim_tf.intensity.HU_WINDOW`, ``[-200, 800]``) clipped
+   and mapped linearly to ``[-1, 1]`` (:func:`normalise_hu`).
 5. **Heart mask** ``label > 0`` and the **coarse target**: block mean of the normalised image over
    ``(grid_size / coarse_size)``\\ :sup:`3` blocks (area downsampling, :func:`area_downsample`; its
    grid is :func:`coarse_grid`).
@@ -34,6 +34,7 @@ from scipy import ndimage
 
 from fedsim_tf.data.case import Case
 from fedsim_tf.grid import Grid
+from fedsim_tf.intensity import HU_WINDOW, hu_to_unit
 
 AIR_HU = -1024.0
 BLOOD_HU_RANGE: tuple[float, float] = (150.0, 600.0)
@@ -59,7 +60,7 @@ class PreprocessConfig:
     spacing_mm: float = 1.25
     grid_size: int = 128
     coarse_size: int = 16
-    hu_window: tuple[float, float] = (-200.0, 800.0)
+    hu_window: tuple[float, float] = HU_WINDOW
     antialias: bool = True
 
     def __post_init__(self) -> None:
@@ -183,9 +184,9 @@ def resample(
 
 
 def normalise_hu(image_hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    """Clip HU to ``window = (lo, hi)`` and map linearly to ``[-1, 1]`` (float32, any shape)."""
-    lo, hi = window
-    return (2.0 * (np.clip(image_hu, lo, hi) - lo) / (hi - lo) - 1.0).astype(np.float32)
+    """Clip HU to ``window = (lo, hi)`` and map linearly to ``[-1, 1]`` (float32, any shape;
+    :func:`fedsim_tf.intensity.hu_to_unit`)."""
+    return hu_to_unit(np.clip(np.asarray(image_hu, dtype=np.float64), *window), window).astype(np.float32)
 
 
 def area_downsample(volume: np.ndarray, size: int) -> np.ndarray:

@@ -18,31 +18,24 @@ subset of size ``L`` is its first ``L`` ids (so subsets are nested: the 4 of CT2
 Table 1 label sizes: CT20 (4, 8), CT34LC/CT34MC (6, 12); other sites: ``round(0.3 * n_train)`` and
 ``round(0.6 * n_train)`` (at least 1).
 
-**File.** :func:`load_or_create_splits` writes the JSON atomically on first use and reuses (and
-validates) it afterwards, so a hand-made split file is honoured as long as it is consistent with
-the site folder.
+**One split per site.** The record is a pure function of the site's name and its case list (the
+stages call :func:`make_splits` with a fixed seed), so every stage and every run -- whatever its
+``--seed`` or ``--work_dir`` -- splits a site the same way.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import zlib
 from collections.abc import Collection, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fedsim_tf.atomic import write_json_atomic
-from fedsim_tf.data.errors import DataError
 from fedsim_tf.data.layouts import natural_key
 
 SPLIT_FORMAT = "fedsim-splits-v1"
-TABLE1_SITES: tuple[str, ...] = ("CT20", "CT34LC", "CT34MC")
 TABLE1_LABEL_SIZES: dict[str, tuple[int, int]] = {"CT20": (4, 8), "CT34LC": (6, 12), "CT34MC": (6, 12)}
 OTHER_LABEL_FRACTIONS: tuple[float, float] = (0.3, 0.6)
-SPLIT_NAMES: tuple[str, ...] = ("train_labelled", "train_unlabelled", "val", "test")
 
 
 def split_sizes(n_labelled: int, n_folds: int = 5) -> dict[str, int]:
@@ -114,79 +107,6 @@ def make_splits(
         "label_sizes": list(label_sizes(site, sizes["train"])),
         "folds": folds,
     }
-
-
-def check_splits(splits: Any, source: str = "split record") -> list[str]:
-    """Problems of a split record (empty list when valid), each one line naming ``source``."""
-    if not isinstance(splits, dict) or splits.get("format") != SPLIT_FORMAT:
-        return [f"{source}: not a {SPLIT_FORMAT} split file"]
-    problems: list[str] = []
-    try:
-        cases, labelled = set(splits["cases"]), set(splits["labelled"])
-        extra = set(splits["extra_unlabelled"])
-        if not labelled <= cases or extra != cases - labelled:
-            problems.append(f"{source}: 'labelled' + 'extra_unlabelled' must partition 'cases'")
-        if len(splits["folds"]) != splits["n_folds"] or not splits["folds"]:
-            problems.append(f"{source}: expected {splits['n_folds']} folds, found {len(splits['folds'])}")
-        for f, fold in enumerate(splits["folds"]):
-            parts = [fold["train"], fold["val"], fold["test"]]
-            members = [c for part in parts for c in part]
-            if len(members) != len(set(members)):
-                problems.append(f"{source}: fold {f}: train/val/test overlap or repeat a case")
-            if set(members) != labelled:
-                problems.append(f"{source}: fold {f}: train/val/test must cover exactly the labelled cases")
-            if any(not part for part in parts):
-                problems.append(f"{source}: fold {f}: empty train, val or test")
-        if any(not 1 <= int(size) for size in splits["label_sizes"]):
-            problems.append(f"{source}: label sizes must be positive")
-    except (KeyError, TypeError, ValueError) as err:
-        problems.append(f"{source}: malformed split record ({type(err).__name__}: {err})")
-    return problems
-
-
-def write_splits(path: str | os.PathLike[str], splits: dict[str, Any]) -> Path:
-    """Write a split record as JSON atomically."""
-    return write_json_atomic(path, splits, indent=1)
-
-
-def load_or_create_splits(
-    path: str | os.PathLike[str],
-    case_ids: Sequence[str],
-    site: str,
-    labelled: Collection[str] | None = None,
-    n_folds: int = 5,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Reuse the split file at ``path`` when present, else create it with :func:`make_splits`.
-
-    An existing file must be a valid record (:func:`check_splits`) for exactly these cases and
-    this labelled set; ``seed`` and ``n_folds`` only apply when the file is created.
-
-    Raises:
-        DataError: listing every problem of an existing file (delete it to regenerate).
-    """
-    path = Path(path)
-    if not path.exists():
-        splits = make_splits(case_ids, site, labelled, n_folds, seed)
-        write_splits(path, splits)
-        return splits
-    try:
-        splits = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: unreadable split file ({err}); delete it to regenerate") from err
-    problems = check_splits(splits, str(path))
-    if not problems:
-        labelled_now = set(case_ids if labelled is None else labelled)
-        if set(splits["cases"]) != set(case_ids):
-            problems.append(f"{path}: split file cases differ from the site folder (only in file: "
-                            f"{sorted(set(splits['cases']) - set(case_ids))}, only in folder: "
-                            f"{sorted(set(case_ids) - set(splits['cases']))}); delete it to regenerate")
-        elif set(splits["labelled"]) != labelled_now:
-            problems.append(f"{path}: split file's labelled cases differ from the site folder; "
-                            "delete it to regenerate")
-    if problems:
-        raise DataError(problems)
-    return splits
 
 
 def fold_split(splits: dict[str, Any], fold: int, label_size: int) -> dict[str, list[str]]:

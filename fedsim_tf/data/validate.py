@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from nibabel.orientations import aff2axcodes, io_orientation
 
 from fedsim_tf.data.errors import DataError
 from fedsim_tf.data.labels import LabelTable, default_table, remap_labels
@@ -47,15 +48,18 @@ class CaseSummary:
 
     Attributes:
         case_id: case id.
-        shape_zyx: stored ``(Z, Y, X)`` voxels.
-        spacing_zyx: voxel size in mm along z, y, x.
+        shape_ras: voxels along the canonical RAS+ axes (x: R, y: A, z: S) the loaders reorient to.
+        spacing_ras: voxel size in mm along the same axes.
+        stored_axes: orientation codes of the stored voxel axes ``(i, j, k)`` (e.g. ``("L", "P", "S")``:
+            ``i`` runs towards the patient's left).
         hu_range: ``(min, max)`` image value.
         labels_present: structure indices ``1..7`` present, or ``None`` when unlabelled.
     """
 
     case_id: str
-    shape_zyx: tuple[int, int, int]
-    spacing_zyx: tuple[float, float, float]
+    shape_ras: tuple[int, int, int]
+    spacing_ras: tuple[float, float, float]
+    stored_axes: tuple[str, str, str]
     hu_range: tuple[float, float]
     labels_present: tuple[int, ...] | None
 
@@ -63,8 +67,13 @@ class CaseSummary:
     def of(cls, case: RawCase) -> "CaseSummary":
         """Summary of a checked case."""
         present = None if case.label is None else tuple(int(v) for v in np.unique(case.label) if v)
-        return cls(case.files.case_id, case.grid.shape,
-                   tuple(float(s) for s in case.grid.spacing_zyx),
+        ornt = io_orientation(case.grid.affine)  # stored axis i/j/k -> (world axis, flip)
+        shape_ijk = case.grid.shape[::-1]
+        spacing_ijk = case.grid.spacing_zyx[::-1]
+        shape, spacing = [0, 0, 0], [0.0, 0.0, 0.0]
+        for stored, (world, _) in enumerate(ornt):
+            shape[int(world)], spacing[int(world)] = int(shape_ijk[stored]), float(spacing_ijk[stored])
+        return cls(case.files.case_id, tuple(shape), tuple(spacing), tuple(aff2axcodes(case.grid.affine)),
                    (float(case.image.min()), float(case.image.max())), present)
 
 

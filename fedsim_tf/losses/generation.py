@@ -17,13 +17,13 @@ import keras
 import tensorflow as tf
 
 from fedsim_tf.errors import UserInputError
+from fedsim_tf.losses.perceptual_spec import check_perceptual_spec
 
 VGG_LAYERS: tuple[str, ...] = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 VGG_LAYER_WEIGHTS: tuple[float, ...] = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
 VGG_NOTOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 """File name under which Keras caches the ImageNet VGG-19 weights without the classifier."""
 IMAGENET_BGR_MEAN: tuple[float, float, float] = (103.939, 116.779, 123.68)
-PERCEPTUAL_SPECS_HELP = "vgg19 | PATH.h5 | none | auto"
 
 
 def iou_loss(pred: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
@@ -78,15 +78,15 @@ def perceptual_backbone(spec: str, image_size: int) -> PerceptualBackbone:
     """Resolve ``--perceptual``.
 
     Args:
-        spec: ``vgg19`` (ImageNet weights via Keras, downloaded once to the Keras cache), a path to
-            a local ``.h5`` weights file of the same network, ``none``, or ``auto`` (``vgg19`` when
-            the weights are already in the Keras cache, else ``none``).
+        spec: a choice of :mod:`fedsim_tf.losses.perceptual_spec` (``vgg19``, a weights file,
+            ``none`` or ``auto``).
         image_size: edge of the slices fed to the network.
 
     Raises:
         UserInputError: ``vgg19`` weights that cannot be obtained, or a weights path that does not
             exist or does not fit VGG-19.
     """
+    check_perceptual_spec(spec)
     if spec == "none":
         return PerceptualBackbone(None, "perceptual loss off (--perceptual=none)")
     if spec == "auto":
@@ -107,8 +107,6 @@ def perceptual_backbone(spec: str, image_size: int) -> PerceptualBackbone:
                 f"{str(error).splitlines()[0] if str(error) else ''}); pass a local file or --perceptual=none"
             ) from error
         return PerceptualBackbone(model, "perceptual loss: VGG-19 ImageNet weights (keras.applications)")
-    if not os.path.isfile(spec):
-        raise UserInputError(f"--perceptual={spec}: no such weights file (expected {PERCEPTUAL_SPECS_HELP})")
     try:
         model = vgg19_features(spec, image_size)
     except Exception as error:  # h5py/keras raise various types on a mismatching file

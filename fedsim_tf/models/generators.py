@@ -1,10 +1,10 @@
 """The shape and material generators of the paper (Sec. 2.1): ``G_S: z -> tau_S``, ``G_M: z -> tau_M``.
 
 * ``G_S`` maps a latent ``z`` ``[B, D]`` to ``[B, n_modes + 7]`` bounded shape parameters in the
-  layout of :mod:`fedsim_tf.shape.shape_op`: SSM weights in std units within ``+-mode_limit``,
-  a rotation vector (radians), a translation (mm) and a log-scale, each within ``+-`` its range.
-  Bounding is ``limit * tanh(raw)``, smooth and saturating, so no sample can leave the plausible
-  SSM region.
+  layout of :mod:`fedsim_tf.shape.parameters`: SSM weights in std units, a rotation vector
+  (radians), a translation (mm) and a log-scale, each within its range ``centre +- half-width``
+  (:class:`~fedsim_tf.shape.parameters.ShapeBounds`). Bounding is ``centre + half * tanh(raw)``,
+  smooth and saturating, so no sample can leave the plausible SSM region.
 * ``G_M`` maps ``z`` to a non-negative coarse attenuation map ``[B, c, c, c]`` (``[z, y, x]``) in
   **mu per cm** at the simulator's effective energy: ``mu = mu_water * softplus(raw) / log(2)``, so a
   zero pre-activation is water and the map can never be negative.
@@ -16,65 +16,39 @@ convolutions (x2 each) -> a 1-channel 3D convolution for ``G_M``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from fedsim_tf.shape.pose import NUM_POSE_PARAMS
-
-
-@dataclass(frozen=True)
-class ShapeBounds:
-    """Half-widths of the shape-parameter ranges.
-
-    Attributes:
-        mode_limit: SSM weights lie in ``+-mode_limit`` standard deviations (paper: 3).
-        rotation_rad: each rotation-vector component lies in ``+-rotation_rad`` radians.
-        translation_mm: each translation lies in ``+-translation_mm`` mm.
-        log_scale: the log of the isotropic scale lies in ``+-log_scale``.
-    """
-
-    mode_limit: float = 3.0
-    rotation_rad: float = math.radians(15.0)
-    translation_mm: float = 20.0
-    log_scale: float = 0.15
-
-    def __post_init__(self) -> None:
-        for name in ("mode_limit", "rotation_rad", "translation_mm", "log_scale"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"ShapeBounds.{name} must be positive, got {value}")
-
-    def vector(self, n_modes: int) -> np.ndarray:
-        """``(n_modes + 7,)`` float32 half-widths in the shape-parameter layout."""
-        return np.concatenate(
-            [
-                np.full(n_modes, self.mode_limit),
-                np.full(3, self.rotation_rad),
-                np.full(3, self.translation_mm),
-                [self.log_scale],
-            ]
-        ).astype(np.float32)
+from fedsim_tf.models.generative_model import GenerativeModel
+from fedsim_tf.physics.materials import water_mu
+from fedsim_tf.shape.parameters import ShapeBounds, num_shape_params
 
 
 class BoundedParameters(keras.layers.Layer):
-    """``limits * tanh(x)``: maps ``[B, P]`` unbounded values into ``(-limits, limits)``.
+    """``centres + limits * tanh(x)``: maps ``[B, P]`` unbounded values into ``(centres - limits, centres + limits)``.
 
     Args:
         limits: ``(P,)`` positive half-widths, in the units of each parameter.
+        centres: ``(P,)`` range centres (default 0).
     """
 
-    def __init__(self, limits: list[float] | np.ndarray, **kwargs: object) -> None:
+    def __init__(
+        self, limits: list[float] | np.ndarray, centres: list[float] | np.ndarray | None = None, **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)
         self.limits = [float(v) for v in np.asarray(limits).reshape(-1)]
+        self.centres = [0.0] * len(self.limits) if centres is None else [float(v) for v in np.asarray(centres).reshape(-1)]
+        if len(self.centres) != len(self.limits):
+            raise ValueError(f"BoundedParameters: {len(self.limits)} limits but {len(self.centres)} centres")
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        return tf.tanh(inputs) * tf.constant(self.limits, dtype=inputs.dtype)
+        limits = tf.constant(self.limits, dtype=inputs.dtype)
+        return tf.constant(self.centres, dtype=inputs.dtype) + tf.tanh(inputs) * limits
 
     def get_config(self) -> dict[str, object]:
-        return {**super().get_config(), "limits": self.limits}
+        return {**super().get_config(), "limits": self.limits, "centres": self.centres}
 
 
 class Attenuation(keras.layers.Layer):
@@ -101,17 +75,18 @@ def build_shape_generator(
     """``G_S``: ``z [B, latent_dim] -> tau_S [B, n_modes + 7]`` bounded shape parameters.
 
     The last dense layer starts with small weights and zero bias, so an untrained generator
-    outputs shapes close to the SSM mean in the canonical pose.
+    outputs shapes close to the centres of the ranges (the SSM mean at the centre pose).
     """
     z = keras.Input((latent_dim,), name="z")
     x = keras.layers.Dense(hidden, activation="relu", name="hidden_1")(z)
     x = keras.layers.Dense(hidden, activation="relu", name="hidden_2")(x)
     x = keras.layers.Dense(
-        n_modes + NUM_POSE_PARAMS,
+        num_shape_params(n_modes),
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
         name="raw_params",
     )(x)
-    return keras.Model(z, BoundedParameters(bounds.vector(n_modes), name="bounded")(x), name=name)
+    bounded = BoundedParameters(bounds.half_widths(n_modes), bounds.centres(n_modes), name="bounded")
+    return keras.Model(z, bounded(x), name=name)
 
 
 def build_material_generator(
@@ -138,3 +113,11 @@ def build_material_generator(
     x = keras.layers.Conv3D(1, 3, padding="same", kernel_initializer="zeros", name="to_material")(x)
     x = keras.layers.Reshape((coarse_size, coarse_size, coarse_size))(x)
     return keras.Model(z, Attenuation(water_mu_per_cm, name="attenuation")(x), name=name)
+
+
+def build_generators(model: GenerativeModel, seed: int) -> tuple[keras.Model, keras.Model]:
+    """``(G_S, G_M)`` of a recorded generative model, weights initialised from ``seed``."""
+    keras.utils.set_random_seed(seed)
+    shape_generator = build_shape_generator(model.latent_dim, model.n_modes, model.bounds)
+    material_generator = build_material_generator(model.latent_dim, model.coarse_size, water_mu(model.scanner.kev))
+    return shape_generator, material_generator

@@ -27,7 +27,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-UNET_NAMES: tuple[str, ...] = ("cicek", "nnunet")
+from fedsim_tf.models.unet_names import UNET_NAMES
 NNUNET_MAX_FILTERS = 320
 
 

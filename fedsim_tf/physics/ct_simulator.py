@@ -11,8 +11,8 @@ Rendering chain for an attenuation volume ``mu`` (``[B, Z, Y, X]``, /cm, on a vo
    back ``mu`` in /mm, converted to /cm (``x 10``);
 4. Hounsfield units with the water calibration of :mod:`fedsim_tf.physics.materials`,
    ``HU = 1000 (mu - mu_water) / (mu_water - mu_air)`` at the effective energy;
-5. the data layer's normalisation: HU clipped to ``[-200, 800]`` and mapped linearly to ``[-1, 1]``
-   (``(HU + 200) / 500 - 1``).
+5. the data layer's normalisation (:mod:`fedsim_tf.intensity`): HU window ``[-200, 800]`` mapped
+   linearly to ``[-1, 1]`` (``(HU + 200) / 500 - 1``) and clipped.
 
 Gradients flow through the projector and FDK with PYRO-NN's registered gradients (the paper's
 choice). The clip of step 5 is a *straight-through* clip: the forward value is exactly
@@ -32,7 +32,7 @@ Two modes (:class:`CTSimulator`):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import NamedTuple
 
 import keras
@@ -42,45 +42,17 @@ import tensorflow as tf
 import pyronn_ops
 from pyronn_ops.fdk import fdk_reconstruction
 
+from fedsim_tf.intensity import hu_to_unit
 from fedsim_tf.physics import materials
-from fedsim_tf.shape.shape_op import ShapeRenderer, render_shapes
-
-HU_WINDOW: tuple[float, float] = (-200.0, 800.0)
-"""The HU window the data layer maps to ``[-1, 1]`` (see :mod:`fedsim_tf.data.preprocess`)."""
+from fedsim_tf.physics.simulated_scanner import SimulatedScanner
+from fedsim_tf.models.generative_model import GenerativeModel
+from fedsim_tf.shape.shape_op import ShapeModel, ShapeRenderer, render_shapes
 
 MODES: tuple[str, ...] = ("learned", "fixmat")
 
 
-@dataclass(frozen=True)
-class ScannerSettings:
-    """The simulated circular cone-beam scanner.
-
-    Attributes:
-        views: number of projections over a full 2 pi orbit.
-        source_isocenter_mm: SID in mm; must exceed the volume's half-diagonal.
-        source_detector_mm: SDD in mm, larger than SID.
-        kev: effective energy in keV (water calibration and Fix-Mat atlas).
-        iodine_mg_ml: iodine concentration of contrast-enhanced blood in the Fix-Mat atlas.
-    """
-
-    views: int = 48
-    source_isocenter_mm: float = 750.0
-    source_detector_mm: float = 1200.0
-    kev: float = materials.REFERENCE_KEV
-    iodine_mg_ml: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.views < 1:
-            raise ValueError(f"ScannerSettings.views must be >= 1, got {self.views}")
-        if not 0 < self.source_isocenter_mm < self.source_detector_mm:
-            raise ValueError(
-                f"ScannerSettings needs 0 < source_isocenter_mm ({self.source_isocenter_mm}) < "
-                f"source_detector_mm ({self.source_detector_mm})"
-            )
-
-
 def cone_geometry(
-    volume_shape: tuple[int, int, int], spacing_mm: tuple[float, float, float], scanner: ScannerSettings
+    volume_shape: tuple[int, int, int], spacing_mm: tuple[float, float, float], scanner: SimulatedScanner
 ) -> pyronn_ops.GeometryCone3D:
     """A circular cone-beam geometry (with trajectory) that sees the whole volume in every view.
 
@@ -126,15 +98,8 @@ def straight_through_clip(x: tf.Tensor, low: float, high: float) -> tf.Tensor:
 
 
 def hu_to_normalised(hu: tf.Tensor) -> tf.Tensor:
-    """HU -> the data layer's ``[-1, 1]`` scale: clip to :data:`HU_WINDOW` (straight-through), map linearly."""
-    low, high = HU_WINDOW
-    return straight_through_clip((hu - low) * (2.0 / (high - low)) - 1.0, -1.0, 1.0)
-
-
-def normalised_to_hu(x: np.ndarray) -> np.ndarray:
-    """Inverse of the linear map of :func:`hu_to_normalised` (``[-1, 1]`` -> HU within the window)."""
-    low, high = HU_WINDOW
-    return (np.asarray(x, dtype=np.float64) + 1.0) * (high - low) / 2.0 + low
+    """HU -> the ``[-1, 1]`` scale of :mod:`fedsim_tf.intensity`, clipped straight-through."""
+    return straight_through_clip(hu_to_unit(hu), -1.0, 1.0)
 
 
 class ConeBeamCT(keras.layers.Layer):
@@ -150,7 +115,7 @@ class ConeBeamCT(keras.layers.Layer):
         self,
         volume_shape: tuple[int, int, int],
         spacing_mm: tuple[float, float, float],
-        scanner: ScannerSettings = ScannerSettings(),
+        scanner: SimulatedScanner = SimulatedScanner(),
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
@@ -182,11 +147,11 @@ class ConeBeamCT(keras.layers.Layer):
     @classmethod
     def from_config(cls, config: dict[str, object]) -> "ConeBeamCT":
         config = dict(config)
-        config["scanner"] = ScannerSettings(**config["scanner"])  # type: ignore[arg-type]
+        config["scanner"] = SimulatedScanner(**config["scanner"])  # type: ignore[arg-type]
         return cls(**config)
 
 
-def fix_mat_attenuation(labels: tf.Tensor, scanner: ScannerSettings) -> tf.Tensor:
+def fix_mat_attenuation(labels: tf.Tensor, scanner: SimulatedScanner) -> tf.Tensor:
     """Fix-Mat atlas: ``[B, Z, Y, X]`` int label indices 0..7 -> ``[B, Z, Y, X]`` float32 mu (/cm).
 
     Background is water; each structure gets its material's attenuation at ``scanner.kev``
@@ -229,7 +194,7 @@ class CTSimulator(keras.layers.Layer):
         renderer: ShapeRenderer,
         coarse_shape: tuple[int, int, int],
         coarse_spacing_mm: tuple[float, float, float],
-        scanner: ScannerSettings = ScannerSettings(),
+        scanner: SimulatedScanner = SimulatedScanner(),
         mode: str = "learned",
         **kwargs: object,
     ) -> None:
@@ -272,3 +237,11 @@ class CTSimulator(keras.layers.Layer):
             "scanner": asdict(self.scanner),
             "mode": self.mode,
         }
+
+
+def simulator_for(model: GenerativeModel, ssm: ShapeModel, mode: str = "learned") -> CTSimulator:
+    """The simulator of a recorded generative model: its label grid, coarse grid, scanner and
+    finite-difference steps, with ``ssm`` (the shape model the record names)."""
+    coarse = model.coarse_grid
+    renderer = ShapeRenderer(ssm, model.label_grid, model.fd_steps)
+    return CTSimulator(renderer, coarse.shape, tuple(coarse.spacing_zyx), model.scanner, mode=mode)

@@ -1,15 +1,7 @@
 """Shape parameters -> label map, as a TensorFlow op with finite-difference gradients.
 
-The shape parameter vector of one sample (paper Sec. 2.1, ``tau_S`` in R^21 for 14 modes) is laid
-out as ``P = n_modes + 7`` numbers, in this order:
-
-* ``[0, n_modes)``: SSM mode weights in units of each mode's standard deviation;
-* ``[n_modes, n_modes + 3)``: rotation vector in radians (world RAS+ axes);
-* ``[n_modes + 3, n_modes + 6)``: translation in mm along world x, y, z;
-* ``n_modes + 6``: log of the isotropic scale.
-
-The pose (see :mod:`fedsim_tf.shape.pose`) rotates and scales about the centre of the SSM's mean
-shape, a fixed point, so the pose parameters mean the same for every instance.
+The shape parameter vector of one sample (paper Sec. 2.1, ``tau_S`` in R^21 for 14 modes) has the
+layout of :mod:`fedsim_tf.shape.parameters`: ``n_modes`` SSM weights, then the 7 pose parameters.
 
 Voxelisation is not differentiable, so (paper Sec. 2.2) the gradient of the binary heart mask
 is taken by central finite differences on the low-dimensional parameters:
@@ -21,7 +13,6 @@ gradient is requested.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -29,7 +20,8 @@ import tensorflow as tf
 
 from fedsim_tf.grid import Grid
 from fedsim_tf.shape.mesh import HeartMesh
-from fedsim_tf.shape.pose import NUM_POSE_PARAMS, pose_points
+from fedsim_tf.shape.parameters import FiniteDifferenceSteps, num_shape_params
+from fedsim_tf.shape.pose import pose_points
 from fedsim_tf.shape.voxelize import heart_mask, voxelize
 
 
@@ -48,44 +40,6 @@ class ShapeModel(Protocol):
         """``[M, n_modes]`` weights in std units -> ``[M, sum V, 3]`` vertices in world mm."""
 
 
-@dataclass(frozen=True)
-class FiniteDifferenceSteps:
-    """Central finite-difference half-steps ``h_i``, in the parameters' natural units.
-
-    Attributes:
-        mode_std: step of every SSM weight, in units of that mode's standard deviation.
-        rotation_rad: step of each rotation-vector component, radians.
-        translation_mm: step of each translation, mm; ``None`` means one voxel (the mean grid
-            spacing).
-        log_scale: step of the log-scale.
-    """
-
-    mode_std: float = 0.25
-    rotation_rad: float = 0.03
-    translation_mm: float | None = None
-    log_scale: float = 0.02
-
-    def __post_init__(self) -> None:
-        for name in ("mode_std", "rotation_rad", "translation_mm", "log_scale"):
-            value = getattr(self, name)
-            if value is not None and not (np.isfinite(value) and value > 0):
-                raise ValueError(f"FiniteDifferenceSteps.{name} must be a positive number, got {value}")
-
-    def vector(self, n_modes: int, grid: Grid) -> np.ndarray:
-        """``(n_modes + 7,)`` float64 steps in the parameter layout of this module."""
-        translation = (
-            float(np.mean(grid.spacing_zyx)) if self.translation_mm is None else self.translation_mm
-        )
-        return np.concatenate(
-            [
-                np.full(n_modes, self.mode_std),
-                np.full(3, self.rotation_rad),
-                np.full(3, translation),
-                [self.log_scale],
-            ]
-        )
-
-
 class ShapeRenderer:
     """Maps shape parameter vectors to label maps and heart masks on a fixed grid (NumPy side).
 
@@ -99,7 +53,7 @@ class ShapeRenderer:
         self.ssm = ssm
         self.grid = grid
         self.n_modes = int(np.asarray(ssm.stddevs).shape[0])
-        self.num_params = self.n_modes + NUM_POSE_PARAMS
+        self.num_params = num_shape_params(self.n_modes)
         self.centre = ssm.mean.centre()
         self.steps = steps.vector(self.n_modes, grid)
 

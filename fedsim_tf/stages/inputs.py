@@ -1,19 +1,33 @@
-"""What every stage reads first: the sites (users' folders or the phantom hospitals), preprocessed,
-and their cross-validation splits. The one place that turns :class:`CommonConfig` into data."""
+"""What every stage reads first: the sites (users' folders or the phantom hospitals), their
+cross-validation splits and label sizes, then their preprocessed volumes. The one place that turns
+:class:`~fedsim_tf.options.CommonConfig` into data; plain Python, NumPy and SciPy (no TensorFlow), so
+a bad folder or label size is reported before TensorFlow loads.
+
+Splits (:mod:`fedsim_tf.data.splits`) are a function of the site's name and its case list only -- not
+of ``--seed`` or ``--work_dir`` -- so every stage and every run uses the same split of a site.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from fedsim_tf.cache_dir import cache_dir
 from fedsim_tf.data.case import Case
+from fedsim_tf.data.errors import DataError
+from fedsim_tf.data.labels import LabelTable, default_table, load_label_table
+from fedsim_tf.data.layouts import find_cases
 from fedsim_tf.data.phantoms import ensure_phantom_hospitals
 from fedsim_tf.data.preprocess import PreprocessConfig
 from fedsim_tf.data.site import Site, load_site
-from fedsim_tf.data.splits import fold_split, label_sizes, load_or_create_splits
-from fedsim_tf.cache_dir import cache_dir
+from fedsim_tf.data.splits import fold_split, label_sizes, make_splits
+from fedsim_tf.errors import UserInputError
 from fedsim_tf.options import CommonConfig
 
 PHANTOM_SEED = 0  # the embedded data set is one fixed draw, independent of the run's --seed
+SPLIT_SEED = 0  # one split per site and case list, independent of the run's --seed
 
 
 def preprocess_config(common: CommonConfig) -> PreprocessConfig:
@@ -39,32 +53,116 @@ def site_folders(common: CommonConfig) -> list[str]:
     return [str(folder) for folder in folders]
 
 
-def load_sites(common: CommonConfig) -> list[Site]:
-    """Every site, preprocessed with :func:`preprocess_config` (cached under the project cache)."""
-    config = preprocess_config(common)
-    layout = common.layout if common.data_dirs else "mmwhs"
-    return [
-        load_site(folder, layout, config, cache_dir=os.path.join(cache_dir(), "preprocessed"))
-        for folder in site_folders(common)
-    ]
+def _layout_and_table(common: CommonConfig) -> tuple[str, LabelTable]:
+    """The layout and label table of the sites (``--label_table`` applies to ``--data_dir`` sites)."""
+    if not common.data_dirs:
+        return "mmwhs", default_table("mmwhs")
+    table = load_label_table(common.label_table) if common.label_table else default_table(common.layout)
+    return common.layout, table
 
 
-def splits_for(site: Site, common: CommonConfig) -> dict:
-    """The site's split record, created once under ``<work_dir>/splits/<site>.json`` and reused."""
-    path = os.path.join(common.work_dir, "splits", f"{site.name}.json")
-    return load_or_create_splits(path, list(site.cases), site.name, labelled=site.labelled_ids, seed=common.seed)
+@dataclass(frozen=True)
+class SitePlan:
+    """A site before any volume is read: its folder, split and label size.
+
+    Attributes:
+        name: site name (the folder's name).
+        folder: the site folder.
+        splits: the split record of :func:`fedsim_tf.data.splits.make_splits`.
+        label_size: ``L``, labelled training volumes per fold.
+    """
+
+    name: str
+    folder: str
+    splits: dict[str, Any]
+    label_size: int
+
+    @property
+    def n_folds(self) -> int:
+        return len(self.splits["folds"])
+
+    @property
+    def n_train(self) -> int:
+        """Training volumes per fold (every fold has the same number)."""
+        return len(self.splits["folds"][0]["train"])
+
+    def fold_ids(self, fold: int, label_size: int | None = None) -> dict[str, list[str]]:
+        """Case ids of ``fold`` (``train_labelled``, ``train_unlabelled``, ``val``, ``test``) with
+        ``label_size`` labelled training volumes (default the site's).
+
+        Raises:
+            UserInputError: naming ``--fold`` or ``--label_size`` and the largest valid value.
+        """
+        if not 0 <= fold < self.n_folds:
+            raise UserInputError(f"--fold={fold}: site {self.name} has {self.n_folds} folds; the largest valid "
+                                 f"--fold is {self.n_folds - 1}")
+        return fold_split(self.splits, fold, self.label_size if label_size is None else label_size)
 
 
-def label_size_for(site: Site, splits: dict, common: CommonConfig) -> int:
-    """``--label_size``, or the paper's smaller size for this site (0 = default)."""
-    if common.label_size:
-        return common.label_size
+def plan_site(folder: str, common: CommonConfig) -> SitePlan:
+    """Split and label size of one site folder, from its file names only.
+
+    Raises:
+        DataError: naming problems of the folder (one line each).
+        UserInputError: a ``--label_size`` larger than the site allows (naming the largest valid value),
+            or too few labelled volumes to split.
+    """
+    layout, _ = _layout_and_table(common)
+    files, problems = find_cases(folder, layout)
+    if problems:
+        raise DataError(problems)
+    name = Path(folder).resolve().name
+    labelled = [f.case_id for f in files if f.labelled]
+    try:
+        splits = make_splits([f.case_id for f in files], name, labelled, seed=SPLIT_SEED)
+    except ValueError as error:
+        raise UserInputError(f"site {name} ({folder}): {error}") from error
     n_train = len(splits["folds"][0]["train"])
-    return label_sizes(site.name, n_train)[0]
+    label_size = common.label_size or label_sizes(name, n_train)[0]
+    if label_size > n_train:
+        raise UserInputError(
+            f"--label_size={label_size}: site {name} ({folder}) has {len(labelled)} labelled volumes, "
+            f"{n_train} of them for training per fold; the largest valid --label_size is {n_train}"
+        )
+    return SitePlan(name, str(folder), splits, label_size)
 
 
-def fold_cases(site: Site, common: CommonConfig, fold: int | None = None) -> dict[str, list[Case]]:
-    """The cases of one fold (default ``--fold``): ``train_labelled``, ``train_unlabelled``, ``val``, ``test``."""
-    splits = splits_for(site, common)
-    ids = fold_split(splits, common.fold if fold is None else fold, label_size_for(site, splits, common))
-    return {part: [site.cases[case_id] for case_id in case_ids] for part, case_ids in ids.items()}
+def plan_sites(common: CommonConfig) -> list[SitePlan]:
+    """:func:`plan_site` of every site (the phantom hospitals are generated first when missing)."""
+    return [plan_site(folder, common) for folder in site_folders(common)]
+
+
+def pick_site(plans: list[SitePlan], name: str) -> SitePlan:
+    """The site called ``name`` (site or folder name), or the first when ``name`` is empty.
+
+    Raises:
+        UserInputError: naming ``--site`` and the available sites.
+    """
+    if not name:
+        return plans[0]
+    for plan in plans:
+        if name in (plan.name, os.path.basename(os.path.normpath(plan.folder))):
+            return plan
+    raise UserInputError(f"--site={name}: no such site; available: {', '.join(p.name for p in plans)}")
+
+
+def _load(folder: str, common: CommonConfig, layout: str, table: LabelTable, on_unknown: str) -> Site:
+    return load_site(folder, layout, preprocess_config(common), table=table, on_unknown=on_unknown,
+                     cache_dir=os.path.join(cache_dir(), "preprocessed"))
+
+
+def load_plan(plan: SitePlan, common: CommonConfig) -> Site:
+    """The preprocessed volumes of a planned site (cached under the project cache)."""
+    layout, table = _layout_and_table(common)
+    return _load(plan.folder, common, layout, table, common.on_unknown)
+
+
+def load_synthetic(folder: str, common: CommonConfig) -> Site:
+    """A folder of synthetic volumes (MM-WHS layout and codes, as ``--stage=synthesize`` writes them),
+    preprocessed like the sites."""
+    return _load(folder, common, "mmwhs", default_table("mmwhs"), "error")
+
+
+def fold_cases(site: Site, plan: SitePlan, fold: int) -> dict[str, list[Case]]:
+    """The cases of one fold: ``train_labelled``, ``train_unlabelled``, ``val``, ``test``."""
+    return {part: [site.cases[case_id] for case_id in ids] for part, ids in plan.fold_ids(fold).items()}

@@ -2,10 +2,11 @@
 
 ``python -m fedsim_tf.main --stage=sample --num_samples=20``
 
-Reads ``<work_dir>/pretrain/`` (``model.json``, the latest checkpoint, ``latent_gaussian.npz``),
-draws ``z`` from the fitted Gaussian (seeded by ``--seed``), projects each draw onto the unit ball
-(the region the generators were trained on), and writes per sample, atomically, under
-``<work_dir>/samples/``:
+Reads the pre-training run of the same ``--fold``, label sizes and ``--seed``
+(:mod:`fedsim_tf.models.generative_model`: ``model.json``, the latest checkpoint,
+``latent_gaussian.npz``), draws ``z`` from the fitted Gaussian (seeded by ``--seed``), projects each
+draw onto the unit ball (the region the generators were trained on), and writes per sample,
+atomically, under ``<work_dir>/samples/<run>/``:
 
 * ``sample_NNNN_label.nii.gz``: uint16 label map with MM-WHS codes (205, 420, 500, 550, 600, 820,
   850; 0 background) on the pre-training label grid (its RAS+ affine in mm);
@@ -19,20 +20,14 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 from absl import flags, logging
 
-from fedsim_tf.anatomy import INDEX_TO_MMWHS_CODE
+from fedsim_tf.data.labels import MMWHS_TABLE, encode_labels
 from fedsim_tf.data.nifti import write_nifti
-from fedsim_tf.errors import UserInputError
+from fedsim_tf.intensity import unit_to_hu
+from fedsim_tf.models.generative_model import PretrainRun, TrainingSet
 from fedsim_tf.options import CommonConfig, common_config_from_flags
-from fedsim_tf.physics.ct_simulator import normalised_to_hu
-from fedsim_tf.shape.shape_op import ShapeModel
-from fedsim_tf.shape.ssm import StatisticalShapeModel, default_ssm
-from fedsim_tf.stages import pretrain
-from fedsim_tf.training.checkpoints import StageCheckpoint
-from fedsim_tf.training.glo import project_to_unit_ball
-from fedsim_tf.training.latent_gaussian import LatentGaussian
+from fedsim_tf.stages import inputs
 from fedsim_tf.training.progress import Progress
 
 flags.DEFINE_integer("num_samples", 20, "sample: number of label maps + coarse CT volumes to write (paper: 20).",
@@ -40,8 +35,7 @@ flags.DEFINE_integer("num_samples", 20, "sample: number of label maps + coarse C
 
 FLAGS = flags.FLAGS
 
-CODE_LUT = np.array([0] + [INDEX_TO_MMWHS_CODE[i] for i in range(1, len(INDEX_TO_MMWHS_CODE) + 1)], dtype=np.uint16)
-"""Label index 0..7 -> MM-WHS code."""
+STAGE = "sample"
 
 
 @dataclass(frozen=True)
@@ -51,60 +45,46 @@ class SampleConfig:
     common: CommonConfig
     num_samples: int = 20
 
-    @property
-    def out_dir(self) -> str:
-        return os.path.join(self.common.work_dir, "samples")
-
 
 def config_from_flags() -> SampleConfig:
     """Read the sample flags."""
     return SampleConfig(common=common_config_from_flags(), num_samples=FLAGS.num_samples)
 
 
-def saved_shape_model(record: str) -> ShapeModel:
-    """The shape model ``model.json`` names: ``default`` or a ``.npz`` path."""
-    if record == "default":
-        return default_ssm()
-    if not os.path.isfile(record):
-        raise UserInputError(f"{record}: the shape model used for pre-training is missing")
-    return StatisticalShapeModel.load(record)
+def pretrain_run(common: CommonConfig) -> PretrainRun:
+    """The pre-training run of this command line's fold, label sizes and seed."""
+    plans = inputs.plan_sites(common)
+    labelled = {plan.name: plan.fold_ids(common.fold)["train_labelled"] for plan in plans}
+    return PretrainRun(common.work_dir, TrainingSet(common.fold, common.seed, labelled))
 
 
-def write_samples(config: SampleConfig, ssm: ShapeModel) -> list[str]:
-    """Draw and write ``config.num_samples`` samples; returns the written label paths."""
-    work_dir = config.common.work_dir
-    model = pretrain.load_generative_model(work_dir)
-    gaussian_file = pretrain.gaussian_path(work_dir)
-    if not os.path.isfile(gaussian_file):
-        raise UserInputError(f"{gaussian_file}: missing; let --stage=pretrain finish first")
-    shape_generator, material_generator, simulator = model.build(ssm, config.common.seed)
-    checkpoint = StageCheckpoint(
-        pretrain.checkpoint_dir(work_dir), shape_generator=shape_generator, material_generator=material_generator
-    )
-    if checkpoint.latest is None:
-        raise UserInputError(f"{pretrain.checkpoint_dir(work_dir)}: no pretrain checkpoint")
-    step = checkpoint.restore_latest()
-    gaussian = LatentGaussian.load(gaussian_file)
-    codes = project_to_unit_ball(gaussian.sample(np.random.default_rng([config.common.seed, 0x5A]),
-                                                 config.num_samples).astype(np.float32))
-    logging.info("sample: %d samples from the pretrain checkpoint of step %d -> %s", config.num_samples, step,
-                 config.out_dir)
-    coarse_grid = model.coarse_grid
-    progress = Progress("sample", config.num_samples)
+def write_samples(run_dir: PretrainRun, out_dir: str, seed: int, count: int) -> list[str]:
+    """Draw ``count`` samples (codes seeded by ``seed``) from a finished pre-training run and write them
+    under ``out_dir``; returns the written label paths."""
+    model = run_dir.load_model(needed_by=f"--stage={STAGE}")
+    gaussian_path = run_dir.require_gaussian(needed_by=f"--stage={STAGE}")
+
+    from fedsim_tf.synthesis.pretrained import PretrainedModel, sample_codes  # TensorFlow loads here
+
+    pretrained = PretrainedModel(run_dir, model)
+    codes = sample_codes(gaussian_path, seed, count)
+    logging.info("sample: %d samples from the pretrain checkpoint of step %d -> %s", count, pretrained.step, out_dir)
+    progress = Progress(STAGE, count)
     written = []
-    for index in range(config.num_samples):
-        code = codes[index : index + 1]
-        generated = simulator(shape_generator(code), material_generator(code))
-        labels = CODE_LUT[generated.labels[0].numpy()]
-        hu = normalised_to_hu(tf.clip_by_value(generated.ct[0], -1.0, 1.0).numpy()).astype(np.float32)
-        stem = os.path.join(config.out_dir, f"sample_{index:04d}")
+    for index in range(count):
+        generated = pretrained.render(codes[index : index + 1])
+        labels = encode_labels(generated.labels[0].numpy(), MMWHS_TABLE)
+        hu = unit_to_hu(np.clip(generated.ct[0].numpy(), -1.0, 1.0)).astype(np.float32)
+        stem = os.path.join(out_dir, f"sample_{index:04d}")
         write_nifti(f"{stem}_label.nii.gz", labels, model.label_grid, dtype=np.uint16)
-        write_nifti(f"{stem}_coarse_ct.nii.gz", hu, coarse_grid, dtype=np.float32)
+        write_nifti(f"{stem}_coarse_ct.nii.gz", hu, model.coarse_grid, dtype=np.float32)
         written.append(f"{stem}_label.nii.gz")
         progress.update(index + 1)
     return written
 
 
 def run(config: SampleConfig) -> list[str]:
-    """The stage: rebuild the pre-trained model and write the samples."""
-    return write_samples(config, saved_shape_model(pretrain.load_generative_model(config.common.work_dir).ssm))
+    """The stage: the pre-training run of this fold, label sizes and seed -> ``<work_dir>/samples/<run>/``."""
+    run_dir = pretrain_run(config.common)
+    out_dir = os.path.join(config.common.work_dir, "samples", run_dir.training_set.name)
+    return write_samples(run_dir, out_dir, config.common.seed, config.num_samples)

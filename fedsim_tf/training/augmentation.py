@@ -47,7 +47,7 @@ class AugmentationConfig:
             raise ValueError("rotation, shift and noise ranges must be non-negative")
 
 
-def rotation_matrix(axis: int, angle_deg: float) -> np.ndarray:
+def array_axis_rotation(axis: int, angle_deg: float) -> np.ndarray:
     """3x3 rotation on array coordinates ``(z, y, x)`` about array axis ``axis`` (0=z, 1=y, 2=x).
 
     The rotation acts in the plane of the two other axes, taken in increasing order: for
@@ -67,7 +67,7 @@ def random_geometry(rng: np.random.Generator, config: AugmentationConfig) -> np.
     angle_z = rng.uniform(-config.rotate_z_deg, config.rotate_z_deg)
     angle_y, angle_x = rng.uniform(-config.rotate_xy_deg, config.rotate_xy_deg, size=2)
     scale = rng.uniform(*config.scale)
-    return scale * rotation_matrix(0, angle_z) @ rotation_matrix(1, angle_y) @ rotation_matrix(2, angle_x)
+    return scale * array_axis_rotation(0, angle_z) @ array_axis_rotation(1, angle_y) @ array_axis_rotation(2, angle_x)
 
 
 def transform_pair(

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from fedsim_tf.losses.generation import PerceptualLoss, iou_loss
 from fedsim_tf.physics.ct_simulator import CTSimulator, SimulatedCT
+from fedsim_tf.training.glo_settings import GLOSettings
 
 
 @dataclass(frozen=True)
@@ -52,27 +53,6 @@ class GLOTargets:
         return len(self.case_ids)
 
 
-@dataclass(frozen=True)
-class GLOSettings:
-    """Optimisation settings.
-
-    Attributes:
-        seed: run seed (code initialisation and per-step batches).
-        batch_size: volumes per step (at most the number of volumes).
-        lr_shape: Adam learning rate of ``G_S``.
-        lr_material: Adam learning rate of ``G_M``.
-        lr_latent: RMSprop learning rate of the codes.
-        perceptual_weight: weight of the perceptual term.
-    """
-
-    seed: int = 0
-    batch_size: int = 2
-    lr_shape: float = 1e-3
-    lr_material: float = 1e-3
-    lr_latent: float = 1e-2
-    perceptual_weight: float = 1.0
-
-
 def project_to_unit_ball(codes: np.ndarray | tf.Tensor) -> tf.Tensor:
     """Rows of ``[N, D]`` codes scaled to norm at most 1 (rows inside the ball are unchanged)."""
     codes = tf.convert_to_tensor(codes, dtype=tf.float32)
@@ -90,6 +70,38 @@ def initial_codes(seed: int, count: int, latent_dim: int) -> np.ndarray:
 def batch_indices(seed: int, step: int, count: int, batch_size: int) -> np.ndarray:
     """The volumes of step ``step``: a permutation prefix drawn from ``(seed, step)`` only."""
     return np.random.default_rng([seed, step]).permutation(count)[: min(batch_size, count)]
+
+
+def glo_losses(
+    generated: SimulatedCT,
+    real_mask: tf.Tensor,
+    real_coarse: tf.Tensor,
+    perceptual: PerceptualLoss | None,
+    perceptual_weight: float,
+) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """The GLO pre-training losses of a batch.
+
+    Args:
+        generated: the simulator's output; its ``mask`` ``[B, Z, Y, X]`` and ``ct`` ``[B, c, c, c]``
+            (``[-1, 1]`` scale) are used.
+        real_mask: ``[B, Z, Y, X]`` real binary heart masks.
+        real_coarse: ``[B, c, c, c]`` real coarse CT on the ``[-1, 1]`` scale.
+        perceptual: the perceptual loss, or ``None`` when off.
+        perceptual_weight: its weight in the total.
+
+    Returns:
+        ``(losses, total)``: per-volume ``[B]`` terms ``iou_loss``, ``mse`` (and ``perceptual``), and
+        ``mean(iou_loss) + mean(mse) + perceptual_weight * mean(perceptual)``.
+    """
+    losses = {
+        "iou_loss": iou_loss(generated.mask, real_mask),
+        "mse": tf.reduce_mean(tf.square(generated.ct - real_coarse), axis=[1, 2, 3]),
+    }
+    total = tf.reduce_mean(losses["iou_loss"]) + tf.reduce_mean(losses["mse"])
+    if perceptual is not None:
+        losses["perceptual"] = perceptual(generated.ct, real_coarse)
+        total += perceptual_weight * tf.reduce_mean(losses["perceptual"])
+    return losses, total
 
 
 class GLOTrainer:
@@ -153,18 +165,8 @@ class GLOTrainer:
         return self.simulator(self.shape_generator(codes), self.material_generator(codes))
 
     def _losses(self, indices: np.ndarray, codes: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        generated = self.render(codes)
-        real_mask = tf.constant(self.targets.masks[indices])
-        real_coarse = tf.constant(self.targets.coarse[indices])
-        losses = {
-            "iou_loss": iou_loss(generated.mask, real_mask),
-            "mse": tf.reduce_mean(tf.square(generated.ct - real_coarse), axis=[1, 2, 3]),
-        }
-        total = tf.reduce_mean(losses["iou_loss"]) + tf.reduce_mean(losses["mse"])
-        if self.perceptual is not None:
-            losses["perceptual"] = self.perceptual(generated.ct, real_coarse)
-            total += self.settings.perceptual_weight * tf.reduce_mean(losses["perceptual"])
-        return losses, total
+        return glo_losses(self.render(codes), tf.constant(self.targets.masks[indices]),
+                          tf.constant(self.targets.coarse[indices]), self.perceptual, self.settings.perceptual_weight)
 
     def train_step(self, step: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One optimisation step on the batch of ``step``.

@@ -32,7 +32,7 @@ def test_mmwhs_codes_map_to_anatomy_indices() -> None:
 
 def test_stray_value_error_names_file_and_values() -> None:
     raw = np.array([0, 205, 421, 421, 999, 500], dtype=np.int16)
-    with pytest.raises(DataError) as info:
+    with pytest.raises(DataError, match="unknown label values 421, 999") as info:
         remap_labels(raw, MMWHS_TABLE, source="ct_train_1008_label.nii.gz")
     message = str(info.value)
     assert message.startswith("ct_train_1008_label.nii.gz: unknown label values 421, 999 ")

@@ -54,7 +54,7 @@ def test_all_naming_problems_reported_together(tmp_path: Path) -> None:
     assert any(p.startswith(str(tmp_path / "a_image.nii")) and "duplicate image" in p for p in problems)
     assert any(p.startswith(str(tmp_path / "b_label.nii.gz")) and "without an image" in p for p in problems)
     assert any(p.startswith(str(tmp_path / "scan01.nii.gz")) and "matches neither" in p for p in problems)
-    with pytest.raises(DataError) as info:
+    with pytest.raises(DataError, match="duplicate image file for case a") as info:
         scan_site(tmp_path)
     assert info.value.problems == problems
 

@@ -150,8 +150,11 @@ def test_lps_and_ras_storage_preprocess_identically() -> None:
     assert set(np.unique(a.label).tolist()) == {0, 1, 3}
 
 
-@pytest.mark.parametrize("kwargs", [{"spacing_mm": 0.0}, {"grid_size": 20, "coarse_size": 16},
-                                    {"hu_window": (800.0, -200.0)}])
-def test_config_rejects_bad_settings(kwargs: dict) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs, message", [
+    ({"spacing_mm": 0.0}, "spacing_mm must be positive"),
+    ({"grid_size": 20, "coarse_size": 16}, "coarse_size \\(16\\) must be positive and divide grid_size \\(20\\)"),
+    ({"hu_window": (800.0, -200.0)}, "hu_window must be \\(lo, hi\\) with lo < hi"),
+])
+def test_config_rejects_bad_settings(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         PreprocessConfig(**kwargs)

@@ -1,21 +1,13 @@
-"""Splits: Table 1 sizes, disjointness, fold rotation, determinism, split-file reuse."""
+"""Splits: Table 1 sizes, disjointness, fold rotation, determinism."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from fedsim_tf.data.errors import DataError
-from fedsim_tf.data.splits import (
-    fold_split,
-    label_sizes,
-    load_or_create_splits,
-    make_splits,
-    split_sizes,
-)
+from fedsim_tf.data.splits import fold_split, label_sizes, make_splits, split_sizes
 
 
 def _ids(n: int) -> list[str]:
@@ -68,41 +60,6 @@ def test_unlabelled_cases_only_join_the_unlabelled_pool() -> None:
         fold_split(splits, 0, 13)
     with pytest.raises(ValueError, match="fold"):
         fold_split(splits, 5, 4)
-
-
-def test_split_file_created_then_reused(tmp_path: Path) -> None:
-    path = tmp_path / "splits" / "CT20.json"
-    first = load_or_create_splits(path, _ids(20), "CT20", seed=0)
-    text = path.read_text()
-    assert json.loads(text) == first and [p.name for p in path.parent.iterdir()] == ["CT20.json"]
-    # a hand-edited (valid) file is honoured, whatever seed is asked for now
-    edited = json.loads(text)
-    edited["folds"][0]["train"].reverse()
-    path.write_text(json.dumps(edited))
-    assert load_or_create_splits(path, _ids(20), "CT20", seed=7) == edited
-
-
-@pytest.mark.parametrize("corruption, fragment", [
-    ("not json", "unreadable split file"),
-    ("overlap", "overlap"),
-    ("cases", "cases differ"),
-    ("format", "not a fedsim-splits-v1"),
-    ("missing_key", "malformed"),
-])
-def test_invalid_split_file_is_reported(tmp_path: Path, corruption: str, fragment: str) -> None:
-    path = tmp_path / "s.json"
-    splits = make_splits(_ids(20), "CT20")
-    if corruption == "overlap":
-        splits["folds"][1]["val"][0] = splits["folds"][1]["test"][0]
-    elif corruption == "format":
-        splits["format"] = "v0"
-    elif corruption == "missing_key":
-        del splits["folds"][0]["val"]
-    ids = _ids(21) if corruption == "cases" else _ids(20)
-    path.write_text("{oops" if corruption == "not json" else json.dumps(splits))
-    with pytest.raises(DataError, match=fragment) as info:
-        load_or_create_splits(path, ids, "CT20")
-    assert all(p.startswith(str(path)) for p in info.value.problems)
 
 
 def test_too_few_cases() -> None:

@@ -18,6 +18,7 @@ from fedsim_tf.data.nifti import write_nifti
 from fedsim_tf.data.preprocess import PreprocessConfig
 from fedsim_tf.data.site import load_site
 from fedsim_tf.data.validate import inspect_site, validate_site
+from fedsim_tf.grid import Grid
 
 from .synthetic import diag_grid, toy_case, write_mmwhs_case
 
@@ -89,7 +90,7 @@ def test_load_site_raises_with_every_problem_and_writes_nothing_partial(tmp_path
     data, cache = tmp_path / "data", tmp_path / "cache"
     expected = _bad_site(data)
     before = sorted(p.name for p in data.iterdir())
-    with pytest.raises(DataError) as info:
+    with pytest.raises(DataError, match="label file without an image") as info:
         load_site(data, "mmwhs", CONFIG, cache, progress=None)
     _check_problems(info.value.problems, expected)
     assert sorted(p.name for p in data.iterdir()) == before
@@ -109,16 +110,36 @@ def test_cli_exit_codes_and_summary(tmp_path: Path) -> None:
     result = _cli(f"--data_dir={good}")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[1] == ("ct_train_1001: 20x24x28 (ZxYxX) voxels, spacing 1x0.8x0.8 mm, "
+    # Stored (Z, Y, X) = (20, 24, 28) on an axis-aligned RAS grid of 0.8 x 0.8 x 1 mm (x, y, z).
+    assert lines[1] == ("ct_train_1001: 28x24x20 voxels (RxAxS), spacing 0.8x0.8x1 mm, stored axes RAS, "
                         "HU -1000..300, labels 1,3")
     assert lines[0].endswith("unlabelled") and lines[-1].startswith("2 case(s) OK")
 
     expected = _bad_site(bad)
     result = _cli(f"--data_dir={bad}", "--layout=mmwhs")
     assert result.returncode == 2
-    problems = [line for line in result.stderr.splitlines() if line.startswith(str(bad) + "/")]
+    assert all(line.startswith("error: ") for line in result.stderr.splitlines())
+    problems = [line[len("error: "):] for line in result.stderr.splitlines() if line.startswith(f"error: {bad}/")]
     _check_problems(problems, expected)
-    assert _cli(f"--data_dir={tmp_path / 'missing'}").returncode == 2
+    missing = _cli(f"--data_dir={tmp_path / 'missing'}")
+    assert missing.returncode == 2 and missing.stderr == f"error: {tmp_path / 'missing'}: folder does not exist\n"
+
+
+def test_cli_prints_sizes_in_the_canonical_frame_of_a_reoriented_volume(tmp_path: Path) -> None:
+    # Stored slice axis first, LPS in-plane (a typical DICOM-converted ImageCHD volume): voxel axis i runs
+    # towards Superior in 1.6 mm steps, j towards Posterior and k towards the patient's Left in 0.4 mm
+    # steps. Stored array [k, j, i] = (14, 12, 10).
+    affine = np.zeros((4, 4))
+    affine[2, 0], affine[1, 1], affine[0, 2], affine[3, 3] = 1.6, -0.4, -0.4, 1.0
+    grid = Grid((14, 12, 10), affine)
+    image = np.zeros((14, 12, 10), np.int16)
+    image[3:6, 4:8, 2:5] = 300
+    write_nifti(tmp_path / "ct_1001_image.nii.gz", image, grid)
+    result = _cli(f"--data_dir={tmp_path}", "--layout=imagechd")
+    assert result.returncode == 0, result.stderr
+    # Canonical x (R) comes from k (14 voxels of 0.4 mm), y (A) from j (12 of 0.4), z (S) from i (10 of 1.6).
+    assert result.stdout.splitlines()[0] == ("ct_1001: 14x12x10 voxels (RxAxS), spacing 0.4x0.4x1.6 mm, "
+                                             "stored axes SPL, HU 0..300, unlabelled")
 
 
 def test_cli_imagechd_with_json_table(tmp_path: Path) -> None:

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
+from fedsim_tf.shape.parameters import ShapeBounds
 from fedsim_tf.models.generators import (
     Attenuation,
     BoundedParameters,
-    ShapeBounds,
     build_material_generator,
     build_shape_generator,
 )
@@ -36,6 +36,23 @@ def test_bounded_parameters_is_limits_times_tanh():
     x = np.array([[0.3, -1.2]], dtype=np.float32)
     assert np.allclose(layer(x).numpy(), [[2.0 * np.tanh(0.3), 0.5 * np.tanh(-1.2)]], atol=1e-6)
     assert BoundedParameters.from_config(layer.get_config()).limits == [2.0, 0.5]
+    shifted = BoundedParameters([2.0, 0.5], centres=[1.0, -0.25])
+    assert np.allclose(shifted(x).numpy(), [[1.0 + 2.0 * np.tanh(0.3), -0.25 + 0.5 * np.tanh(-1.2)]], atol=1e-6)
+    assert BoundedParameters.from_config(shifted.get_config()).centres == [1.0, -0.25]
+
+
+def test_shape_bounds_centres_shift_the_translation_and_scale_ranges():
+    bounds = ShapeBounds(translation_mm=5.0, log_scale=0.1, translation_centre_mm=(1.0, -2.0, 3.0),
+                         log_scale_centre=0.25)
+    model = build_shape_generator(latent_dim=3, n_modes=2, bounds=bounds, hidden=8)
+    raw = model.get_layer("raw_params")
+    for sign in (1.0, -1.0):  # saturate tanh at +1, then at -1
+        raw.kernel.assign(np.zeros(raw.kernel.shape, np.float32))
+        raw.bias.assign(np.full(raw.bias.shape, 50.0 * sign, np.float32))
+        out = model(np.zeros((1, 3), np.float32)).numpy()[0]
+        # Layout: 2 modes, rotation (3), translation (3), log-scale (1).
+        assert np.allclose(out[5:8], np.array([1.0, -2.0, 3.0]) + sign * 5.0, atol=1e-4)
+        assert out[8] == pytest.approx(0.25 + sign * 0.1, abs=1e-5)
 
 
 def test_untrained_shape_generator_starts_near_the_mean_shape():

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from fedsim_tf.grid import Grid
 from fedsim_tf.shape.pose import apply_pose
-from fedsim_tf.shape.shape_op import FiniteDifferenceSteps, ShapeRenderer, render_shapes
+from fedsim_tf.shape.parameters import FiniteDifferenceSteps
+from fedsim_tf.shape.shape_op import ShapeRenderer, render_shapes
 from fedsim_tf.shape.voxelize import heart_mask, voxelize
 from tests.shape.toy_heart import ToySSM
 

@@ -1,4 +1,4 @@
-"""The segment stage: deterministic, resumable folds; the results JSON; synthetic pre-training + fine-tuning;
+"""The segment stage: the results JSON, finished folds skipped, synthetic pre-training + fine-tuning, flag checks;
 upper >= lower on a phantom site."""
 
 import json
@@ -20,8 +20,11 @@ from fedsim_tf.errors import UserInputError
 from fedsim_tf.evaluation.report import RESULT_SCHEMA
 from fedsim_tf.grid import Grid
 from fedsim_tf.models.unet3d import build_unet3d
-from fedsim_tf.options import CommonConfig, cache_dir
-from fedsim_tf.stages import segment
+from fedsim_tf.cache_dir import cache_dir
+from fedsim_tf.options import CommonConfig
+from fedsim_tf.stages import inputs, segment
+from fedsim_tf.training import segmentation
+from fedsim_tf.training.segmentation_settings import SegmentationSettings
 
 SIZE = 16
 
@@ -32,69 +35,11 @@ def _common(work_dir: str, data_dirs: tuple[str, ...] = (), volume_size: int = S
                         phantom_small=True, fov_mm=160.0)
 
 
-def _config(common: CommonConfig, **changes: object) -> segment.SegmentConfig:
-    base = segment.SegmentConfig(common=common, mode="lower", site="", folds=1, unet="nnunet", batch_size=1,
-                                 steps=4, pretrain_steps=0, lr=1e-3, base_filters=2, val_every=2, augment=True)
-    return replace(base, **changes)
-
-
-def _volumes(rng: np.random.Generator, count: int, prefix: str) -> segment.Volumes:
-    z, y, x = np.mgrid[:SIZE, :SIZE, :SIZE]
-    labels, images = [], []
-    for _ in range(count):
-        centre = rng.uniform(6, 10, size=3)
-        ball = (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 <= rng.uniform(9, 20)
-        labels.append(ball.astype(np.uint8) * 3)
-        images.append((ball * 1.2 - 0.6 + rng.normal(0, 0.2, ball.shape)).astype(np.float32))
-    return segment.Volumes(tuple(f"{prefix}{i}" for i in range(count)), np.stack(images), np.stack(labels))
-
-
-def _fold_data() -> segment.FoldData:
-    rng = np.random.default_rng(0)
-    return segment.FoldData(train=_volumes(rng, 2, "tr"), val=_volumes(rng, 1, "va"), test=_volumes(rng, 2, "te"))
-
-
-def test_fold_is_deterministic_and_resumes_exactly(tmp_path, monkeypatch) -> None:
-    data = _fold_data()
-    config = _config(_common(str(tmp_path)))
-    whole = segment.train_fold(config, data, 0, str(tmp_path / "a"), str(tmp_path / "logs_a"))
-    draws = []
-    real_draw_batch = segment.draw_batch
-
-    def crash_at_step_3(*args, **kwargs):
-        draws.append(1)
-        if len(draws) == 3:
-            raise RuntimeError("simulated crash")
-        return real_draw_batch(*args, **kwargs)
-
-    with monkeypatch.context() as patch:  # the run dies in step 3, after the checkpoint of step 2
-        patch.setattr(segment, "draw_batch", crash_at_step_3)
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            segment.train_fold(config, data, 0, str(tmp_path / "b"), str(tmp_path / "logs_b"))
-    resumed = segment.train_fold(config, data, 0, str(tmp_path / "b"), str(tmp_path / "logs_b"))
-    assert sorted(whole["test_dice"]) == ["te0", "te1"]
-    assert all(0.0 <= v <= 1.0 for v in whole["test_dice"].values())
-    assert len(set(whole["test_dice"].values())) == 2  # two different volumes, two different scores
-    assert resumed["test_dice"] == whole["test_dice"]
-    assert resumed["best_val_dice"] == whole["best_val_dice"] and resumed["best_step"] == whole["best_step"]
-    assert os.listdir(tmp_path / "logs_a")  # TensorBoard events written
-
-
-def test_patches_and_crop_stay_inside() -> None:
-    rng = np.random.default_rng(1)
-    data = _fold_data()
-    images, labels = segment.draw_batch(data.train, 3, rng, None, patch_size=8)
-    assert images.shape == (3, 8, 8, 8, 1) and labels.shape == (3, 8, 8, 8)
-    volume, truth = data.train.images[0], data.train.labels[0]
-    for _ in range(5):
-        image, label = segment.crop_patch(volume, truth, 8, rng)
-        windows = [(a, b, c) for a in range(9) for b in range(9) for c in range(9)
-                   if np.array_equal(volume[a:a + 8, b:b + 8, c:c + 8], image)]
-        assert len(windows) == 1  # a true sub-volume, inside the bounds
-        a, b, c = windows[0]
-        np.testing.assert_array_equal(truth[a:a + 8, b:b + 8, c:c + 8], label)
-    with pytest.raises(ValueError, match="exceeds"):
-        segment.crop_patch(volume, truth, 17, rng)
+def _config(common: CommonConfig, mode: str = "lower", site: str = "", folds: int = 1, synthetic_dir: str = "",
+            **training: object) -> segment.SegmentConfig:
+    settings = dict(unet="nnunet", batch_size=1, steps=4, lr=1e-3, base_filters=2, val_every=2, seed=common.seed)
+    return segment.SegmentConfig(common=common, mode=mode, site=site, folds=folds, synthetic_dir=synthetic_dir,
+                                 training=SegmentationSettings(**{**settings, **training}))
 
 
 def _write_site(folder, count: int, seed: int = 5) -> None:
@@ -123,7 +68,7 @@ def test_run_writes_results_schema_and_skips_finished_folds(tmp_path) -> None:
     path = tmp_path / "work" / "results" / f"segment_upper_CTX_L{record['label_size']}_nnunet.json"
     data = json.loads(path.read_text())
     assert data["schema"] == RESULT_SCHEMA and data["method"] == "Upper Bound" and data["site"] == "CTX"
-    assert data["seed"] == 3 and data["config"]["steps"] == 2
+    assert data["seed"] == 3 and data["config"]["training"]["steps"] == 2
     assert set(data["versions"]) == {"python", "numpy", "tensorflow", "keras"}
     fold = data["folds"][0]
     assert fold["fold"] == 0 and len(fold["test_dice"]) >= 1
@@ -143,7 +88,8 @@ def test_finetune_pretrains_on_synthetic_volumes_and_beats_no_pretraining(tmp_pa
     _write_site(tmp_path / "synth", 4, seed=7)  # same distribution as the site, other draws
     common = replace(_common(str(tmp_path / "work"), data_dirs=(str(tmp_path / "CTX"),)), label_size=1)
     lower_config = _config(common, steps=10, val_every=10, lr=1e-2, base_filters=4, augment=False)
-    config = replace(lower_config, mode="finetune", pretrain_steps=60, synthetic_dir=str(tmp_path / "synth"))
+    config = replace(lower_config, mode="finetune", synthetic_dir=str(tmp_path / "synth"),
+                     training=replace(lower_config.training, pretrain_steps=60))
     lower = segment.run(lower_config)
     finetune = segment.run(config)
 
@@ -162,10 +108,10 @@ def test_finetune_pretrains_on_synthetic_volumes_and_beats_no_pretraining(tmp_pa
     # The weights saved when pre-training ended segment the synthetic volumes (Dice of an untrained
     # net on these ~3 % foreground volumes: ~0.05).
     pretrained = build_unet3d("nnunet", (SIZE,) * 3, 4)
-    pretrained.load_weights(str(fold_dir / segment.PRETRAINED_WEIGHTS))
-    synthetic = segment._pretrain_volumes(config)
-    assert synthetic.ids == tuple(synthetic_ids)
-    assert dice_per_volume(segment.predict_masks(pretrained, synthetic), synthetic.labels).min() > 0.8
+    pretrained.load_weights(str(fold_dir / segmentation.PRETRAINED_WEIGHTS))
+    cases = inputs.load_synthetic(str(tmp_path / "synth"), common).cases
+    synthetic = segmentation.volumes_from_cases(cases, synthetic_ids, "synthetic")
+    assert dice_per_volume(segmentation.predict_masks(pretrained, synthetic), synthetic.labels).min() > 0.8
     # Same 10 fine-tuning steps on the one labelled volume: pre-training helps (6 seeds: +0.17..+0.40).
     assert finetune["mean"] > lower["mean"] + 0.1, (finetune["mean"], lower["mean"])
 
@@ -181,14 +127,14 @@ def test_finetune_flags_are_checked(tmp_path, changes: dict, message: str) -> No
         segment.config_from_flags()
     with flagsaver.flagsaver(mode="finetune", synthetic_dir=str(tmp_path), seg_pretrain_steps=5):
         config = segment.config_from_flags()
-    assert (config.mode, config.synthetic_dir, config.pretrain_steps) == ("finetune", str(tmp_path), 5)
+    assert (config.mode, config.synthetic_dir, config.training.pretrain_steps) == ("finetune", str(tmp_path), 5)
 
 
 @pytest.mark.slow
 def test_upper_scores_at_least_lower_on_a_phantom_site(tmp_path) -> None:
     # The full phantom hospital CT34LC (paediatric, 34 labelled volumes: 20 train / 7 val / 7 test per
     # fold; hearts 0.45-0.9 of adult size, the noisiest site), generated on first use (about 6 min),
-    # resampled to 64^3; flags/segment_demo.cfg's network on 32^3 patches with poly decay and
+    # resampled to 64^3; flags/demo.cfg's segment network on 32^3 patches with poly decay and
     # sliding-window validation/test; folds 0 and 1 (14 test volumes); lower trains on Table 1's L = 6.
     # About 45 min on 2 cores. Here more volumes cover more heart sizes; on CT20's adult phantoms (sizes
     # within +-4 %) 12 volumes and 4 scored within +-0.04 of each other either way at 400-600 steps.

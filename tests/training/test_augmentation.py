@@ -3,7 +3,7 @@
 import numpy as np
 
 from fedsim_tf.training.augmentation import (
-    AugmentationConfig, augment, random_geometry, rotation_matrix, transform_pair,
+    AugmentationConfig, augment, random_geometry, array_axis_rotation, transform_pair,
 )
 
 N = 32
@@ -17,7 +17,7 @@ def _ball(centre: tuple[float, float, float], radius: float) -> np.ndarray:
 def test_rotation_about_z_moves_sphere_to_hand_computed_place() -> None:
     label = _ball((15.5, 15.5, 24.5), 4)  # 9 voxels right of the centre along x
     image = label.astype(np.float32) * 2 - 1
-    warped_image, warped_label = transform_pair(image, label, rotation_matrix(0, 90.0))
+    warped_image, warped_label = transform_pair(image, label, array_axis_rotation(0, 90.0))
     # (y, x) offset (0, 9) rotated by +90 degrees: (y cos - x sin, y sin + x cos) = (-9, 0)
     centroid = np.argwhere(warped_label > 0).mean(axis=0)
     np.testing.assert_allclose(centroid, (15.5, 6.5, 15.5), atol=0.3)

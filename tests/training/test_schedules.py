@@ -33,7 +33,12 @@ def test_power_zero_is_constant_and_config_round_trips() -> None:
     assert float(optimizer.learning_rate) == pytest.approx(3e-3)
 
 
-@pytest.mark.parametrize("phases, power", [((), 0.9), ((0, 0), 0.9), ((-1, 5), 0.9), ((5,), -1.0)])
-def test_bad_arguments_are_rejected(phases: tuple[int, ...], power: float) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("phases, power, message", [
+    ((), 0.9, "phases must be non-negative step counts with a positive total"),
+    ((0, 0), 0.9, "phases must be non-negative step counts with a positive total"),
+    ((-1, 5), 0.9, "phases must be non-negative step counts with a positive total"),
+    ((5,), -1.0, "power must be non-negative"),
+])
+def test_bad_arguments_are_rejected(phases: tuple[int, ...], power: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         PhasedPolyDecay(1e-3, phases, power)

@@ -1,0 +1,1 @@
+"""Drawing new labelled volumes from trained generative models (the ``sample`` and ``synthesize`` stages)."""
