@@ -6,7 +6,8 @@ sinograms ``[B, N, H, W]``; lengths in mm, angles in radians.
 
 from pyronn_ops.geometry import GeometryCone3D
 from pyronn_ops.trajectory import CONVENTIONS, circular_trajectory_3d
-from pyronn_ops.ops import BACKENDS, GRAD_MODES, cone_backprojection3d, cone_projection3d
+from pyronn_ops.backends import BACKENDS
+from pyronn_ops.ops import GRAD_MODES, cone_backprojection3d, cone_projection3d
 from pyronn_ops.layers import ConeBackprojection3D, ConeProjection3D
 from pyronn_ops.reference import (
     reference_backprojection,

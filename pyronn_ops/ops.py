@@ -15,14 +15,20 @@ Gradient modes:
   whose end correction was applied in the forward pass (sum > 0 rule) keep it in the adjoint. With
   ``end_correction_rule=False`` the projector is linear and the adjoint is its exact transpose.
 
-Backends (``backend=``):
+Backends (``backend=``, chosen by :func:`pyronn_ops.backends.resolve_backend`):
 
-* ``"xla"`` (default): every kernel (projection, back-projection and the kernels of their
+* ``"auto"`` (default): ``"native"`` when the op library is built and loadable and the call is not
+  compiled by XLA, else ``"xla"``; one log line (logger ``pyronn_ops``) says which runs and why.
+* ``"native"``: the C++ kernels of :mod:`pyronn_ops.native` (TensorFlow custom ops, multi-threaded
+  on the CPU thread pool; ``make native`` builds them). They run eagerly and in plain
+  ``tf.function`` graphs but not inside ``tf.function(jit_compile=True)`` (custom ops are not XLA
+  ops), where ``"auto"`` uses ``"xla"``. Results agree with ``"xla"`` to float32 rounding.
+* ``"xla"``: every kernel (projection, back-projection and the kernels of their
   gradients) runs inside a ``tf.function(jit_compile=True)`` created once per static
   configuration and reused. Geometry values (matrices, origin, spacing, step, multiplier) are
-  TENSOR arguments, so a new scanner with the same shapes reuses the compiled kernel. Callers
-  need not wrap anything: eager calls, plain ``tf.function`` and ``tf.function(jit_compile=True)``
-  all get the fused kernels (about 15x faster than unfused ops on CPU; ``bench/projector.py``).
+  TENSOR arguments, so a new scanner with the same shapes reuses the compiled kernel. Eager
+  calls, plain ``tf.function`` and ``tf.function(jit_compile=True)`` all get the fused kernels
+  (about 15x faster than unfused ops on CPU; ``bench/projector.py``).
   The compiled functions live in a bounded LRU cache (:data:`KERNEL_CACHE_SIZE` entries) keyed
   by the kernel kind and :meth:`ConeSetup.static_key` (shapes, groups, clip box, end-correction
   rule, chunk size, sample slots K); TensorFlow's own trace cache inside each entry adds one
@@ -42,13 +48,13 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from pyronn_ops.backends import DEFAULT_BACKEND, resolve_backend
 from pyronn_ops.backprojection import backproject, backproject_adjoint
+from pyronn_ops.native import NATIVE_KERNELS
 from pyronn_ops.operator_setup import DEFAULT_CHUNK_ELEMENTS, ConeSetup, GeometryArg, check_input, resolve_setup
 from pyronn_ops.projection import project, project_adjoint
 
 GRAD_MODES = ("pyronn", "adjoint")
-BACKENDS = ("xla", "tf")
-DEFAULT_BACKEND = "xla"
 KERNEL_CACHE_SIZE = 32
 
 # kernel kind -> function(data, setup, *extra) -> tensor(s); "extra" are further tensor inputs
@@ -99,18 +105,18 @@ def clear_kernel_cache() -> None:
 
 
 def _run_kernel(kind: str, backend: str, data: tf.Tensor, setup: ConeSetup, *extra: tf.Tensor):
-    """Run kernel ``kind`` with the chosen backend (inputs already stop-gradient'ed)."""
+    """Run kernel ``kind`` with the resolved backend (inputs already stop-gradient'ed)."""
+    if backend == "native":
+        return NATIVE_KERNELS[kind](data, setup, *extra)
     if backend == "tf":
         return _KERNELS[kind](data, setup, *extra)
     geometry = (setup.matrices, setup.origin_xyz, setup.spacing_xyz, setup.step, setup.multiplier)
     return compiled_kernel(kind, setup)(data, *geometry, *extra)
 
 
-def _check_modes(grad_mode: str, backend: str) -> None:
+def _check_grad_mode(grad_mode: str) -> None:
     if grad_mode not in GRAD_MODES:
         raise ValueError(f"grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
 def cone_projection3d(
@@ -142,17 +148,19 @@ def cone_projection3d(
         projection_matrices: optional ``(N, 3, 4)`` / ``(B, N, 3, 4)`` matrices overriding the
             geometry's (world mm -> homogeneous pixel indices).
         end_correction_rule: PYRO-NN's "end correction only if the sum > 0" (False: always, linear).
-        backend: ``"xla"`` (default: cached XLA-compiled kernels, geometry passed as tensors) or
-            ``"tf"`` (plain TensorFlow ops); see the module docstring.
+        backend: ``"auto"`` (default: native kernels when available, else XLA), ``"native"``,
+            ``"xla"`` or ``"tf"``; see the module docstring.
         chunk_elements: ray samples processed per chunk; bounds the working memory.
 
     Returns:
         ``[B, N, H, W]`` float32 line integrals in value * mm.
 
     Raises:
-        ValueError: bad rank or shape of ``volume``, bad geometry, ``grad_mode`` or ``backend``.
+        ValueError: bad rank or shape of ``volume``, bad geometry, ``grad_mode`` or ``backend``
+            (or ``"native"`` where it cannot run).
     """
-    _check_modes(grad_mode, backend)
+    _check_grad_mode(grad_mode)
+    backend = resolve_backend(backend)
     setup = resolve_setup(geometry, step_size, hardware_interp, end_correction_rule, projection_matrices, chunk_elements)
     volume = check_input("volume", volume, setup.volume_shape, setup.groups)
 
@@ -197,16 +205,18 @@ def cone_backprojection3d(
             which is :func:`cone_projection3d` of the upstream gradient with these settings.
         grad_mode: ``"pyronn"`` or ``"adjoint"`` (module docstring).
         projection_matrices: optional ``(N, 3, 4)`` / ``(B, N, 3, 4)`` matrix override.
-        backend: ``"xla"`` (default) or ``"tf"``; see the module docstring.
+        backend: ``"auto"`` (default), ``"native"``, ``"xla"`` or ``"tf"``; see the module docstring.
         chunk_elements: voxel-view pairs processed per chunk; bounds the working memory.
 
     Returns:
         ``[B, Z, Y, X]`` float32.
 
     Raises:
-        ValueError: bad rank or shape of ``sinogram``, bad geometry, ``grad_mode`` or ``backend``.
+        ValueError: bad rank or shape of ``sinogram``, bad geometry, ``grad_mode`` or ``backend``
+            (or ``"native"`` where it cannot run).
     """
-    _check_modes(grad_mode, backend)
+    _check_grad_mode(grad_mode)
+    backend = resolve_backend(backend)
     setup = resolve_setup(geometry, step_size, hardware_interp, end_correction_rule, projection_matrices, chunk_elements)
     sinogram = check_input("sinogram", sinogram, setup.sinogram_shape, setup.groups)
 

@@ -1,16 +1,36 @@
-"""The "xla" (default, cached compiled kernels) and "tf" (plain ops) backends: agreement with each
+"""Backends: which one "auto" runs (native op library present or not, inside XLA or not, and the
+log line that says so), "xla" (cached compiled kernels) and "tf" (plain ops) agreeing with each
 other and with the float64 reference, gradients, and reuse of one compiled kernel across geometries."""
+
+import logging
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from pyronn_ops import cone_backprojection3d, cone_projection3d, reference_backprojection, reference_projection
-from pyronn_ops.ops import DEFAULT_BACKEND, compiled_kernel
+from pyronn_ops import cone_backprojection3d, cone_projection3d, native, reference_backprojection, reference_projection
+from pyronn_ops.ops import clear_kernel_cache, compiled_kernel
 from pyronn_ops.operator_setup import DEFAULT_CHUNK_ELEMENTS, resolve_setup
 from tests.pyronn_ops.cone_cases import relative_max_error, small_geometry
 
 RNG = np.random.default_rng(11)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NATIVE_LOADED = native.load().library is not None
+NEEDS_NATIVE = pytest.mark.skipif(not NATIVE_LOADED, reason=f"native kernels unavailable: {native.load().reason}")
+# two projections with backend="auto" and INFO logging; prints max |value - float64 reference| / max |reference|
+AUTO_SCRIPT = """
+import logging, numpy as np
+logging.basicConfig(level=logging.INFO)
+from pyronn_ops import cone_projection3d, reference_projection
+from tests.pyronn_ops.cone_cases import relative_max_error, small_geometry
+g = small_geometry(views=2)
+volume = np.random.default_rng(0).random(g.volume_shape)
+cone_projection3d(volume[None], g)
+print(relative_max_error(cone_projection3d(volume[None], g).numpy()[0], reference_projection(volume, g)))
+"""
 
 
 def _relative(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -25,8 +45,61 @@ def _vjp(operator, x: np.ndarray, upstream: np.ndarray) -> tuple[np.ndarray, np.
     return y.numpy(), tape.gradient(y, x, output_gradients=tf.constant(upstream, tf.float32)).numpy()
 
 
-def test_default_backend_is_xla() -> None:
-    assert DEFAULT_BACKEND == "xla"
+def test_auto_runs_xla_and_says_so_without_the_library(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = str(tmp_path / "pyronn_kernels.so")  # a path no earlier call has announced
+    monkeypatch.setenv(native.LIBRARY_ENV, missing)
+    caplog.set_level(logging.INFO, logger="pyronn_ops")
+    g = small_geometry(views=2)
+    volume = RNG.random(g.volume_shape)
+    clear_kernel_cache()
+    for _ in range(2):
+        values = cone_projection3d(volume[None], g).numpy()[0]
+        assert relative_max_error(values, reference_projection(volume, g)) <= 1e-5
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pyronn_ops: cone-beam kernels run on")]
+    assert lines == [f"pyronn_ops: cone-beam kernels run on the xla backend (native library {missing} not built (run `make native`))"]
+    setup = resolve_setup(g, None, True, True, None, DEFAULT_CHUNK_ELEMENTS)
+    assert compiled_kernel("project", setup).experimental_get_tracing_count() == 1  # the cached XLA kernel ran
+
+
+@NEEDS_NATIVE
+def test_auto_runs_native_and_says_so_with_the_library() -> None:
+    # a fresh process: this process may have announced its choice already
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    completed = subprocess.run([sys.executable, "-c", AUTO_SCRIPT], cwd=ROOT, env=environment, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert float(completed.stdout.strip().splitlines()[-1]) <= 1e-5
+    lines = [line for line in completed.stderr.splitlines() if "pyronn_ops: cone-beam kernels run on" in line]
+    assert len(lines) == 1 and lines[0].endswith(f"run on the native backend (native library {native.load().library.path})")
+
+
+def test_auto_chooses_per_call_site_observable_in_the_graph() -> None:
+    # plain tf.function: the custom op when the library is loaded, else XLA kernels;
+    # jit_compile=True: always the XLA kernels (custom ops cannot be compiled by XLA)
+    g = small_geometry(views=2)
+    volume = tf.constant(RNG.random((1, *g.volume_shape)), tf.float32)
+    expected = reference_projection(volume.numpy()[0].astype(np.float64), g)
+    for jit_compile, native_expected in ((False, NATIVE_LOADED), (True, False)):
+        clear_kernel_cache()
+        function = tf.function(lambda v: cone_projection3d(v, g), jit_compile=jit_compile)
+        graph = function.get_concrete_function(volume).graph
+        op_types = {op.type for op in graph.get_operations()}
+        assert ("PyronnConeProjection" in op_types) == native_expected
+        assert relative_max_error(function(volume).numpy()[0], expected) <= 1e-5
+
+
+def test_explicit_native_backend_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = small_geometry(views=2)
+    volume = np.zeros((1, *g.volume_shape), np.float32)
+    if NATIVE_LOADED:
+        with pytest.raises(ValueError, match=r"backend='native' cannot run inside tf.function\(jit_compile=True\)"):
+            tf.function(lambda v: cone_projection3d(v, g, backend="native"), jit_compile=True)(volume)
+    monkeypatch.setenv(native.LIBRARY_ENV, "off")
+    with pytest.raises(ValueError, match="backend='native' is not available: native kernels disabled"):
+        cone_projection3d(volume, g, backend="native")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        cone_backprojection3d(np.zeros((1, *g.sinogram_shape)), g, backend="cuda")
 
 
 @pytest.mark.parametrize("grad_mode", ["pyronn", "adjoint"])
@@ -47,7 +120,7 @@ def test_xla_and_tf_backends_agree_with_each_other_and_the_reference(grad_mode: 
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
-def test_xla_backend_inside_caller_tf_function(jit_compile: bool) -> None:
+def test_default_backend_inside_caller_tf_function(jit_compile: bool) -> None:
     g = small_geometry(views=2)
     volume = tf.constant(RNG.random((1, *g.volume_shape)), tf.float32)
 
@@ -79,8 +152,8 @@ def test_geometries_of_equal_shapes_reuse_one_compiled_kernel() -> None:
     counts = None
     for g in (first, second):
         # same step so that both share K; the values still differ per geometry (checked below)
-        projection = cone_projection3d(volume, g, step_size=1.0).numpy()
-        back = cone_backprojection3d(sinogram, g).numpy()
+        projection = cone_projection3d(volume, g, step_size=1.0, backend="xla").numpy()
+        back = cone_backprojection3d(sinogram, g, backend="xla").numpy()
         assert relative_max_error(projection[0], reference_projection(volume[0], g, step_size=1.0)) <= 1e-4
         assert relative_max_error(back[0], reference_backprojection(sinogram[0], g)) <= 1e-4
         now = [kernel.experimental_get_tracing_count() for kernel in kernels]
