@@ -2,18 +2,20 @@
 
 Each volume of a site (see :mod:`fedsim_tf.data.scanners`):
 
-1. draw a heart from the site's population preset (seeded per site and case) with its vertex
-   centroid at the isocentre, and voxelise it on the heart-centred output grid;
-2. build the chest around it (:mod:`fedsim_tf.data.phantom_anatomy`) and turn materials into
-   attenuation (/mm) at the site's effective energy and the case's iodine level
-   (:mod:`fedsim_tf.physics.materials`): block-averaged onto the fine simulation grid over the
-   field of view, and on a coarse grid over the whole chest with the field of view cut out;
-3. cone-beam project both grids (``pyronn_ops.cone_projection3d``) and add them;
-4. Poisson noise: ``I = Poisson(I0 exp(-p))``, ``p = -log(max(I, 1) / I0)``;
-5. FDK (``pyronn_ops.fdk_reconstruction``, Ram-Lak with the site's window) on a grid
-   ``reconstruction_factor`` times coarser than the output, trilinear to the output grid,
-   and HU with the water value at the site's energy;
-6. write ``<site>/ct_train_<n>_image.nii.gz`` (int16 HU) and ``..._label.nii.gz`` (MM-WHS codes)
+1. draw a phantom heart from the site's population (:mod:`fedsim_tf.data.phantom_heart`: the
+   template family deformed non-linearly, plus atrial appendages; vertex centroid at the
+   isocentre), the chest size and the contrast (:func:`~fedsim_tf.data.phantom_heart_detail.draw_contrast`),
+   all seeded per site and case, and voxelise the labels on the heart-centred output grid;
+2. build the patient as water/iodine basis maps (:mod:`fedsim_tf.data.phantom_object`): the
+   chest with bone marrow, lung texture and lung vessels (:mod:`fedsim_tf.data.phantom_anatomy`)
+   on the output grid over the field of view and on a coarse grid over the rest of the chest
+   (zero inside the field of view), then the heart's materials, walls, fat, coronaries,
+   papillary muscles, trabeculation, valves and great vessels
+   (:mod:`fedsim_tf.data.phantom_heart_detail`); for a site with cardiac motion, the heart's
+   phases during the rotation;
+3. scan it (:mod:`fedsim_tf.data.phantom_scan`): polychromatic cone-beam projection, quantum and
+   electronic noise, detector blur, FDK on the output grid, HU of the site's water calibration;
+4. write ``<site>/ct_train_<n>_image.nii.gz`` (int16 HU) and ``..._label.nii.gz`` (MM-WHS codes)
    plus ``<site>/scanner.json``.
 
 Everything is deterministic for a seed: the random stream of a case depends only on
@@ -21,9 +23,11 @@ Everything is deterministic for a seed: the random stream of a case depends only
 rebuilt (in a temporary folder, then renamed into place) whenever the manifest is missing or
 differs from the current version, seed and settings, or a listed file is missing.
 
-Command line::
+Command line (the shared ``--phantom_*`` flags of :mod:`fedsim_tf.options`, the error path of
+:mod:`fedsim_tf.cli`)::
 
-    python -m fedsim_tf.data.phantoms --out DIR [--small] [--seed 0] [--sites CT20,CT34LC,CT34MC] [--workers 2]
+    python -m fedsim_tf.data.phantoms [--phantom_dir=DIR] [--nophantom_small] [--phantom_volumes=6]
+        [--phantom_sites=CT20,CT34LC,CT34MC] [--phantom_workers=2]
 """
 
 from __future__ import annotations
@@ -40,38 +44,40 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import ndimage
+
+from fedsim_tf import cli
 
 from fedsim_tf.atomic import write_json_atomic
 from fedsim_tf.data.labels import MMWHS_TABLE, encode_labels
 from fedsim_tf.data.layouts import mmwhs_filenames
 from fedsim_tf.data.nifti import write_nifti
-from fedsim_tf.data.phantom_anatomy import TorsoParameters, material_volume, torso_for_heart
-from fedsim_tf.data.scanners import COARSE_FACTOR, SITE_NAMES, ScannerSettings, site_settings
+from fedsim_tf.data.phantom_anatomy import (
+    TorsoParameters,
+    chest_volume,
+    descending_aorta_xy,
+    draw_lung_vessels,
+    torso_for_heart,
+)
+from fedsim_tf.data.phantom_heart import PhantomHeart, draw_phantom_heart
+from fedsim_tf.data.phantom_heart_detail import Contrast, draw_contrast, great_vessels, paint_heart
+from fedsim_tf.data.phantom_object import BasisVolume
+from fedsim_tf.data.phantom_scan import cardiac_phases, scan
+from fedsim_tf.data.scanners import SITE_NAMES, ScannerSettings, site_settings
 from fedsim_tf.grid import Grid
-from fedsim_tf.physics import materials
-from fedsim_tf.shape.mesh import HeartMesh
-from fedsim_tf.shape.template import TEMPLATE_VERSION, build_heart, sample_parameters
-from fedsim_tf.shape.voxelize import voxelize
+from fedsim_tf.options import CommonConfig, common_config_from_flags
+from fedsim_tf.shape.template import TEMPLATE_VERSION
 
-if TYPE_CHECKING:
-    from pyronn_ops import GeometryCone3D
-
-PHANTOM_VERSION = 1
+PHANTOM_VERSION = 2
 """Bumped whenever the generated images would change; part of the manifest."""
 MANIFEST_NAME = "phantom_manifest.json"
 SCANNER_JSON = "scanner.json"
 SMALL_OUTPUT_SIZE = 64
 SMALL_VOLUMES_PER_SITE = 2
-SMALL_NUM_VIEWS = 60
-COUNT_FLOOR = 1.0
-"""Detected photon counts below this are raised to it before the log (zero counts)."""
 HU_RANGE: tuple[int, int] = (-1024, 3071)
 BODY_SCALE_JITTER = 0.05
-"""The chest scales with the heart's size parameter times ``U(1 - j, 1 + j)``."""
+"""The chest scales with the heart's size times ``U(1 - j, 1 + j)``."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +90,7 @@ class PhantomCase:
         image_hu: ``(Z, Y, X)`` float32 reconstructed HU on ``grid``.
         labels: ``(Z, Y, X)`` uint8 label indices 0..7 on ``grid``.
         grid: the output grid (world RAS+ mm, heart centroid at the origin).
-        iodine_mg_ml: iodine concentration of the blood (mg I/mL).
-        body_scale: chest size relative to an adult.
+        contrast: the scan's iodine levels.
     """
 
     site: str
@@ -93,13 +98,13 @@ class PhantomCase:
     image_hu: np.ndarray
     labels: np.ndarray
     grid: Grid
-    iodine_mg_ml: float
-    body_scale: float
+    contrast: Contrast
 
 
 def small_settings(settings: ScannerSettings, volumes_per_site: int = SMALL_VOLUMES_PER_SITE) -> ScannerSettings:
-    """The ``--small`` preset of a site: 64^3 output, ``volumes_per_site`` volumes, 60 views."""
-    return settings.reduced(SMALL_OUTPUT_SIZE, volumes_per_site, SMALL_NUM_VIEWS)
+    """The ``--small`` preset of a site: 64^3 output over the same field of view,
+    ``volumes_per_site`` volumes, half the views."""
+    return settings.reduced(SMALL_OUTPUT_SIZE, volumes_per_site, settings.num_views // 2)
 
 
 SHAPE_STREAM = 0
@@ -107,8 +112,8 @@ SCAN_STREAM = 1
 
 
 def case_rng(seed: int, site: str, case_number: int, stream: int) -> np.random.Generator:
-    """Random stream of one case (``SHAPE_STREAM``: heart, chest size, iodine; ``SCAN_STREAM``:
-    chest details and noise), independent of which other sites/cases are generated."""
+    """Random stream of one case (``SHAPE_STREAM``: heart, chest size, contrast; ``SCAN_STREAM``:
+    chest, details, motion and noise), independent of which other sites/cases are generated."""
     return np.random.default_rng([int(seed), zlib.crc32(site.encode()), int(case_number), int(stream)])
 
 
@@ -117,17 +122,12 @@ def output_grid(settings: ScannerSettings) -> Grid:
     return Grid.centred(settings.output_shape, settings.fov_mm)
 
 
-def _scaled_grid(settings: ScannerSettings, factor: int) -> Grid:
-    shape = tuple(n // factor for n in settings.output_shape)
-    return Grid.centred(shape, settings.fov_mm)
-
-
 def _coarse_grid(settings: ScannerSettings, torso: TorsoParameters) -> Grid:
-    """Whole-chest grid, ``COARSE_FACTOR`` times the fine spacing, voxel faces aligned with the
+    """Whole-chest grid, ``coarse_factor`` times the output spacing, voxel faces aligned with the
     field-of-view box so that the box is exactly a set of whole voxels."""
     half_len = settings.body_half_length()
     bounds = torso.body_bounds((-half_len, half_len))  # (2, 3) xyz
-    spacing_xyz = np.array(settings.fine_spacing[::-1]) * COARSE_FACTOR
+    spacing_xyz = np.array(settings.output_spacing[::-1]) * settings.coarse_factor
     half_fov_xyz = np.array(settings.fov_mm[::-1]) / 2
     below = np.ceil(np.maximum(-half_fov_xyz - bounds[0], 0) / spacing_xyz - 1e-9)
     above = np.ceil(np.maximum(bounds[1] - half_fov_xyz, 0) / spacing_xyz - 1e-9)
@@ -139,44 +139,53 @@ def _coarse_grid(settings: ScannerSettings, torso: TorsoParameters) -> Grid:
     return Grid(tuple(int(n) for n in shape_xyz[::-1]), affine)
 
 
-def _geometry(settings: ScannerSettings, grid: Grid) -> GeometryCone3D:
-    """The site's scanner with ``grid`` (axis-aligned) as the volume; full-circle trajectory."""
-    from pyronn_ops import GeometryCone3D, circular_trajectory_3d
+@dataclass(frozen=True)
+class CaseDraw:
+    """The random make-up of one case before scanning.
 
-    geometry = GeometryCone3D(
-        volume_shape=grid.shape,
-        volume_spacing=grid.spacing_zyx,
-        detector_shape=settings.detector_shape(),
-        detector_spacing=settings.detector_spacing(),
-        number_of_projections=settings.num_views,
-        angular_range=2 * np.pi,
-        source_detector_distance=settings.source_detector_distance,
-        source_isocenter_distance=settings.source_isocenter_distance,
-        volume_origin=grid.affine[:3, 3][::-1],
-    )
-    geometry.set_trajectory(circular_trajectory_3d(geometry))
-    return geometry
+    Attributes:
+        heart: the phantom heart.
+        body_scale: chest size relative to an adult.
+        contrast: iodine levels.
+    """
+
+    heart: PhantomHeart
+    body_scale: float
+    contrast: Contrast
 
 
-def _block_mean(volume: np.ndarray, factor: int) -> np.ndarray:
-    """``(Z, Y, X)`` -> ``(Z/f, Y/f, X/f)`` mean over ``f^3`` blocks."""
-    z, y, x = (n // factor for n in volume.shape)
-    return volume.reshape(z, factor, y, factor, x, factor).mean(axis=(1, 3, 5))
+def case_heart(settings: ScannerSettings, case_number: int, seed: int) -> CaseDraw:
+    """The heart of a case with its chest size and contrast, all from the case's shape stream."""
+    rng = case_rng(seed, settings.site, case_number, SHAPE_STREAM)
+    heart = draw_phantom_heart(rng, settings.population)
+    scale = heart.size * rng.uniform(1 - BODY_SCALE_JITTER, 1 + BODY_SCALE_JITTER)
+    contrast = draw_contrast(rng, settings.iodine_mg_ml)
+    return CaseDraw(heart, float(min(scale, settings.max_body_scale)), contrast)
 
 
-def case_heart(settings: ScannerSettings, case_number: int, seed: int) -> tuple[HeartMesh, float, float]:
-    """The heart of a case, with the chest scale and iodine level drawn from the same stream.
+def build_patient(
+    settings: ScannerSettings, draw: CaseDraw, rng: np.random.Generator
+) -> tuple[np.ndarray, BasisVolume, BasisVolume]:
+    """The patient of a case as basis maps (steps 1-2 of the module docstring).
 
     Returns:
-        ``(heart, body_scale, iodine_mg_ml)``; the heart's vertex centroid is at the origin,
-        apex left-anterior-inferior.
+        ``(labels on the output grid, patient on the output grid, rest of the chest on the
+        coarse grid with the field of view zeroed)``.
     """
-    rng = case_rng(seed, settings.site, case_number, SHAPE_STREAM)
-    params = sample_parameters(rng, settings.population)
-    heart = build_heart(params)
-    scale = params.size * rng.uniform(1 - BODY_SCALE_JITTER, 1 + BODY_SCALE_JITTER)
-    iodine = rng.uniform(*settings.iodine_mg_ml)
-    return heart, float(min(scale, settings.max_body_scale)), float(iodine)
+    vertices = draw.heart.mesh.stacked_vertices()
+    torso = torso_for_heart(np.stack([vertices.min(axis=0), vertices.max(axis=0)]), draw.body_scale, rng)
+    grid = output_grid(settings)
+    labels = draw.heart.labels(grid)
+    vessels = great_vessels(draw.heart, draw.contrast, descending_aorta_xy(torso))
+    lung_vessels = draw_lung_vessels([*vessels.pulmonary_veins, *vessels.pulmonary_arteries], draw.body_scale, rng)
+    fine = chest_volume(grid, torso, draw.contrast.left, lung_vessels, rng)
+    paint_heart(fine, draw.heart, labels, draw.contrast, vessels, rng)
+    coarse_grid = _coarse_grid(settings, torso)
+    coarse = chest_volume(coarse_grid, torso, draw.contrast.left, lung_vessels, rng)
+    in_fov = np.all(np.abs(coarse_grid.voxel_centres()) < np.array(settings.fov_mm[::-1]) / 2, axis=-1)
+    coarse.water[in_fov] = 0.0
+    coarse.iodine[in_fov] = 0.0
+    return labels, fine, coarse
 
 
 def simulate_case(
@@ -196,41 +205,12 @@ def simulate_case(
     Returns:
         The reconstructed case on :func:`output_grid`.
     """
-    import tensorflow as tf
-
-    from pyronn_ops.fdk import fdk_reconstruction
-    from pyronn_ops.ops import cone_projection3d
-
-    heart, scale, iodine = case_heart(settings, case_number, seed)
+    draw = case_heart(settings, case_number, seed)
     rng = case_rng(seed, settings.site, case_number, SCAN_STREAM)
-    vertices = heart.stacked_vertices()
-    torso = torso_for_heart(np.stack([vertices.min(axis=0), vertices.max(axis=0)]), scale, rng)
-
-    grid = output_grid(settings)
-    labels = voxelize(heart, grid)
-    lut_per_mm = materials.per_cm_to_per_mm(materials.attenuation_lut(settings.kev, iodine)).astype(np.float32)
-    fine = _block_mean(lut_per_mm[material_volume(grid, torso, labels)], settings.simulation_factor)
-    fine_grid = _scaled_grid(settings, settings.simulation_factor)
-    coarse_grid = _coarse_grid(settings, torso)
-    coarse = lut_per_mm[material_volume(coarse_grid, torso)]
-    centres = np.abs(coarse_grid.voxel_centres())
-    coarse[np.all(centres < np.array(settings.fov_mm[::-1]) / 2, axis=-1)] = 0.0
-
-    sinogram = cone_projection3d(fine[None], _geometry(settings, fine_grid))[0].numpy()
-    sinogram += cone_projection3d(coarse[None], _geometry(settings, coarse_grid))[0].numpy()
-    dose = settings.photons_per_pixel if photons_per_pixel is None else float(photons_per_pixel)
-    if np.isfinite(dose):
-        counts = rng.poisson(dose * np.exp(-np.maximum(sinogram, 0.0)))
-        sinogram = -np.log(np.maximum(counts, COUNT_FLOOR) / dose)
-
-    recon_grid = _scaled_grid(settings, settings.reconstruction_factor)
-    recon = fdk_reconstruction(
-        tf.constant(sinogram[None], tf.float32), _geometry(settings, recon_grid), filter="ram_lak",
-        window=settings.window, padding=2.0,
-    )[0].numpy()
-    recon = ndimage.zoom(recon, settings.reconstruction_factor, order=1, mode="nearest", grid_mode=True)
-    hu = materials.mu_to_hu(recon * 10.0, settings.kev).astype(np.float32)
-    return PhantomCase(settings.site, case_number, hu, labels, grid, iodine, scale)
+    labels, fine, coarse = build_patient(settings, draw, rng)
+    phases = cardiac_phases(fine, labels > 0, settings.motion_mm, rng) if settings.motion_mm > 0 else [fine]
+    hu = scan(settings, phases, coarse, rng, photons_per_pixel)
+    return PhantomCase(settings.site, case_number, hu, labels, fine.grid, draw.contrast)
 
 
 def write_case(case: PhantomCase, folder: str | os.PathLike[str]) -> tuple[str, str]:
@@ -371,32 +351,26 @@ def ensure_phantom_hospitals(
     return [out_dir / s.site for s in chosen]
 
 
-def main(argv: list[str]) -> None:
-    """absl entry point (flags: ``--out``, ``--small``, ``--seed``, ``--sites``, ``--workers``)."""
-    from absl import app, flags
+PHANTOM_SEED = 0
+"""The embedded data set is one fixed draw, independent of a run's ``--seed``."""
 
+
+def phantom_folders(common: CommonConfig) -> list[Path]:
+    """The phantom hospitals a command line asks for (``--phantom_dir``, ``--phantom_small``,
+    ``--phantom_volumes``, ``--phantom_sites``), generated first where missing or stale."""
+    return ensure_phantom_hospitals(
+        common.phantom_dir, small=common.phantom_small, seed=PHANTOM_SEED, sites=common.phantom_sites,
+        workers=common.phantom_workers, volumes_per_site=common.phantom_volumes if common.phantom_small else None,
+    )
+
+
+def main(argv: list[str]) -> None:
+    """Generate (or check) the phantom hospitals of the shared ``--phantom_*`` flags and print their folders."""
     del argv
-    f = flags.FLAGS
     start = time.monotonic()
-    try:
-        folders = ensure_phantom_hospitals(f.out, small=f.small, seed=f.seed, sites=f.sites, workers=f.workers)
-    except ValueError as err:
-        raise app.UsageError(str(err)) from None
+    folders = phantom_folders(common_config_from_flags())
     print(f"phantoms: ready in {time.monotonic() - start:.0f} s: {', '.join(str(p) for p in folders)}")
 
 
-def _define_flags() -> None:
-    from absl import flags
-
-    flags.DEFINE_string("out", None, "output folder of the phantom hospitals", required=True)
-    flags.DEFINE_bool("small", False, "fast preset: 64^3 volumes, 2 per site")
-    flags.DEFINE_integer("seed", 0, "data-set seed")
-    flags.DEFINE_list("sites", list(SITE_NAMES), "sites to generate")
-    flags.DEFINE_integer("workers", 2, "parallel worker processes")
-
-
 if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -4,7 +4,10 @@ All attenuation coefficients ``mu`` in this module are **per centimetre** (/cm) 
 ends in ``_per_mm``; the projectors of ``pyronn_ops`` integrate ``value * mm``, so multiply by
 ``0.1`` (:func:`per_cm_to_per_mm`) before projecting.
 
-Reference values at the 70 keV effective energy (ICRU-44 compositions, NIST-type tables):
+Every material is an elemental composition (mass fractions, ICRU Report 44) with a density;
+``mu(E) = density * sum_i w_i (mu/rho)_i(E)`` with the tabulated element cross sections of
+:mod:`fedsim_tf.physics.xray_data` (10-150 keV). At the 70 keV reference energy this gives the
+reference table (``shared/reference/heart-data-materials.md``):
 
 ===============  =========  ===========  =====
 material         g/cm^3     mu (/cm)     HU
@@ -20,18 +23,9 @@ cortical bone    1.92       0.4935       +1559
 ===============  =========  ===========  =====
 
 Enhanced blood is blood plus iodine: ``mu = mu_blood + c * 1e-3 * (mu/rho)_I`` with ``c`` in
-mg I per mL and the iodine mass attenuation ``(mu/rho)_I = 5.02 cm^2/g`` at 70 keV
-(8 / 10 / 12 mg/mL -> 264 / 316 / 368 HU).
-
-Effective-energy model (documented simplification, valid for 50-90 keV):
-
-* water: 0.2059 / 0.1929 / 0.1837 /cm at 60 / 70 / 80 keV, interpolated linearly in
-  ``log mu`` vs ``log E`` (end segments extrapolated);
-* every non-iodine material scales with the water curve, ``mu_t(E) = mu_t(70) mu_w(E) / mu_w(70)``,
-  so its HU does not depend on the energy (Compton-dominated tissues; bone is under-estimated at
-  low energy by this model);
-* iodine follows a photo-electric power law above its K-edge (33.2 keV),
-  ``(mu/rho)_I(E) = 5.02 (E / 70)^-2.7`` cm^2/g: lower energy gives brighter contrast.
+mg I per mL (iodine's ``mu/rho`` is 5.02 cm^2/g at 70 keV: 8 / 10 / 12 mg/mL -> 264 / 316 /
+368 HU). Tissue HU now depend (slightly) on the energy, bone and iodine strongly: lower energy
+gives brighter bone and contrast.
 """
 
 from __future__ import annotations
@@ -41,22 +35,13 @@ from enum import IntEnum
 
 import numpy as np
 
+from fedsim_tf.physics.xray_data import TABLE_RANGE_KEV, element_mass_attenuation, mixture_mass_attenuation
 
 REFERENCE_KEV = 70.0
-"""Energy (keV) of the tabulated coefficients."""
+"""Energy (keV) of the reference table and the default effective energy."""
 
-WATER_CURVE_KEV: tuple[float, ...] = (60.0, 70.0, 80.0)
-WATER_CURVE_MU: tuple[float, ...] = (0.2059, 0.1929, 0.1837)
-"""Water attenuation (/cm) at :data:`WATER_CURVE_KEV`."""
-
-IODINE_MASS_ATTENUATION_70KEV = 5.02
-"""Iodine mass attenuation (cm^2/g) at 70 keV."""
-
-IODINE_ENERGY_EXPONENT = -2.7
-"""Exponent of the iodine power law ``(E / 70 keV)^exponent`` above the K-edge."""
-
-ENERGY_RANGE_KEV: tuple[float, float] = (50.0, 90.0)
-"""Energies (keV) the model accepts."""
+ENERGY_RANGE_KEV: tuple[float, float] = TABLE_RANGE_KEV
+"""Energies (keV) the model accepts (the range of the cross-section table)."""
 
 
 class Material(IntEnum):
@@ -74,32 +59,45 @@ class Material(IntEnum):
 
 
 @dataclass(frozen=True)
-class MaterialProperties:
-    """Tabulated properties of one material.
+class Composition:
+    """Density and elemental make-up of one material.
 
     Attributes:
         density: g/cm^3.
-        mu_70kev: linear attenuation at 70 keV in /cm, without iodine.
-        reference_hu: HU stated in the reference table (for checks).
+        mass_fractions: element symbol -> mass fraction in percent (ICRU-44 tables).
     """
 
     density: float
-    mu_70kev: float
-    reference_hu: float
+    mass_fractions: dict[str, float]
 
 
-MATERIAL_TABLE: dict[Material, MaterialProperties] = {
-    Material.AIR: MaterialProperties(0.0012, 0.0002, -999.0),
-    Material.WATER: MaterialProperties(1.00, 0.1929, 0.0),
-    Material.BLOOD: MaterialProperties(1.06, 0.2037, 56.0),
-    # Enhanced blood is blood plus iodine; its iodine content is a scan parameter.
-    Material.ENHANCED_BLOOD: MaterialProperties(1.06, 0.2037, 56.0),
-    Material.MYOCARDIUM: MaterialProperties(1.05, 0.2011, 43.0),
-    Material.SOFT_TISSUE: MaterialProperties(1.06, 0.2031, 53.0),
-    Material.ADIPOSE: MaterialProperties(0.95, 0.1781, -76.0),
-    Material.LUNG: MaterialProperties(0.26, 0.0499, -741.0),
-    Material.CORTICAL_BONE: MaterialProperties(1.92, 0.4935, 1559.0),
+COMPOSITIONS: dict[Material, Composition] = {
+    Material.AIR: Composition(0.0012, {"C": 0.0124, "N": 75.5268, "O": 23.1781, "Ar": 1.2827}),
+    Material.WATER: Composition(1.00, {"H": 11.1894, "O": 88.8106}),
+    Material.BLOOD: Composition(
+        1.06, {"H": 10.2, "C": 11.0, "N": 3.3, "O": 74.5, "Na": 0.1, "P": 0.1, "S": 0.2, "Cl": 0.3, "K": 0.2, "Fe": 0.1}
+    ),
+    # Enhanced blood is blood; its iodine content is a scan parameter (material_mu's iodine_mg_ml).
+    Material.ENHANCED_BLOOD: Composition(
+        1.06, {"H": 10.2, "C": 11.0, "N": 3.3, "O": 74.5, "Na": 0.1, "P": 0.1, "S": 0.2, "Cl": 0.3, "K": 0.2, "Fe": 0.1}
+    ),
+    # Myocardium as ICRU-44 skeletal muscle.
+    Material.MYOCARDIUM: Composition(
+        1.05, {"H": 10.2, "C": 14.3, "N": 3.4, "O": 71.0, "Na": 0.1, "P": 0.2, "S": 0.3, "Cl": 0.1, "K": 0.4}
+    ),
+    Material.SOFT_TISSUE: Composition(
+        1.06, {"H": 10.2, "C": 14.3, "N": 3.4, "O": 70.8, "Na": 0.2, "P": 0.3, "S": 0.3, "Cl": 0.2, "K": 0.3}
+    ),
+    Material.ADIPOSE: Composition(0.95, {"H": 11.4, "C": 59.8, "N": 0.7, "O": 27.8, "Na": 0.1, "S": 0.1, "Cl": 0.1}),
+    # Inflated lung: ICRU-44 lung tissue at the density of air-filled lung.
+    Material.LUNG: Composition(
+        0.26, {"H": 10.3, "C": 10.5, "N": 3.1, "O": 74.9, "Na": 0.2, "P": 0.2, "S": 0.3, "Cl": 0.3, "K": 0.2}
+    ),
+    Material.CORTICAL_BONE: Composition(
+        1.92, {"H": 3.4, "C": 15.5, "N": 4.2, "O": 43.5, "Na": 0.1, "Mg": 0.2, "P": 10.3, "S": 0.3, "Ca": 22.5}
+    ),
 }
+"""Composition of every :class:`Material` (ICRU Report 44)."""
 
 STRUCTURE_MATERIALS: tuple[Material, ...] = (
     Material.MYOCARDIUM,  # 1 lv_myo
@@ -113,46 +111,66 @@ STRUCTURE_MATERIALS: tuple[Material, ...] = (
 """Fixed material atlas (the paper's Fix-Mat): structure index 1..7 -> material."""
 
 
-def _check_energy(kev: float) -> float:
-    kev = float(kev)
+def _check_energy(kev: np.ndarray | float) -> np.ndarray:
+    kev = np.asarray(kev, dtype=np.float64)
     lo, hi = ENERGY_RANGE_KEV
-    if not lo <= kev <= hi:
-        raise ValueError(f"effective energy kev={kev} is outside the model range [{lo}, {hi}] keV")
+    if kev.size and (not np.all(np.isfinite(kev)) or kev.min() < lo or kev.max() > hi):
+        raise ValueError(f"energy kev={kev.min() if kev.size else kev} is outside the model range [{lo}, {hi}] keV")
     return kev
 
 
-def water_mu(kev: float = REFERENCE_KEV) -> float:
-    """Water attenuation (/cm) at the effective energy ``kev`` (log-log interpolation)."""
-    log_e = np.log(_check_energy(kev))
-    xs = np.log(WATER_CURVE_KEV)
-    ys = np.log(WATER_CURVE_MU)
-    seg = int(np.clip(np.searchsorted(xs, log_e) - 1, 0, len(xs) - 2))
-    slope = (ys[seg + 1] - ys[seg]) / (xs[seg + 1] - xs[seg])
-    return float(np.exp(ys[seg] + slope * (log_e - xs[seg])))
-
-
-def iodine_mass_attenuation(kev: float = REFERENCE_KEV) -> float:
-    """Iodine mass attenuation (cm^2/g) at ``kev`` from the power law anchored at 70 keV."""
-    ratio = _check_energy(kev) / REFERENCE_KEV
-    return IODINE_MASS_ATTENUATION_70KEV * ratio**IODINE_ENERGY_EXPONENT
-
-
-def material_mu(material: Material | int, kev: float = REFERENCE_KEV, iodine_mg_ml: float = 0.0) -> float:
-    """Linear attenuation (/cm) of ``material`` at ``kev``.
+def mu_curve(material: Material | int, kev: np.ndarray | float, iodine_mg_ml: float = 0.0) -> np.ndarray:
+    """Linear attenuation (/cm) of ``material`` at many energies.
 
     Args:
         material: a :class:`Material`.
-        kev: effective energy in keV.
-        iodine_mg_ml: iodine concentration (mg I per mL) of :attr:`Material.ENHANCED_BLOOD`;
-            ignored for the other materials.
+        kev: energies of any shape, keV, inside :data:`ENERGY_RANGE_KEV`.
+        iodine_mg_ml: iodine concentration (mg I per mL) added to
+            :attr:`Material.ENHANCED_BLOOD`; ignored for the other materials.
+
+    Returns:
+        float64 array of the shape of ``kev``.
     """
     material = Material(material)
     if iodine_mg_ml < 0:
         raise ValueError(f"iodine_mg_ml must be >= 0, got {iodine_mg_ml}")
-    base = MATERIAL_TABLE[material].mu_70kev * water_mu(kev) / water_mu(REFERENCE_KEV)
+    kev = _check_energy(kev)
+    composition = COMPOSITIONS[material]
+    mu = composition.density * mixture_mass_attenuation(composition.mass_fractions, kev)
     if material is Material.ENHANCED_BLOOD:
-        base += iodine_mg_ml * 1e-3 * iodine_mass_attenuation(kev)
-    return float(base)
+        mu = mu + iodine_mg_ml * 1e-3 * element_mass_attenuation("I", kev)
+    return mu
+
+
+def material_mu(material: Material | int, kev: float = REFERENCE_KEV, iodine_mg_ml: float = 0.0) -> float:
+    """Linear attenuation (/cm) of ``material`` at ``kev`` (see :func:`mu_curve`)."""
+    return float(mu_curve(material, float(kev), iodine_mg_ml))
+
+
+def water_mu(kev: float = REFERENCE_KEV) -> float:
+    """Water attenuation (/cm) at the energy ``kev``."""
+    return material_mu(Material.WATER, kev)
+
+
+def iodine_mass_attenuation(kev: float = REFERENCE_KEV) -> float:
+    """Iodine mass attenuation (cm^2/g) at ``kev``."""
+    return float(element_mass_attenuation("I", _check_energy(kev)))
+
+
+def energy_of_water_mu(mu: float) -> float:
+    """The energy (keV) at which water attenuates ``mu`` (/cm): the effective energy of a beam
+    whose water attenuation is ``mu`` (water's ``mu`` falls monotonically over the range).
+
+    Raises:
+        ValueError: ``mu`` outside water's values over :data:`ENERGY_RANGE_KEV`.
+    """
+    lo, hi = ENERGY_RANGE_KEV
+    if not water_mu(hi) <= mu <= water_mu(lo):
+        raise ValueError(f"water attenuation {mu} /cm is outside [{water_mu(hi):.4f}, {water_mu(lo):.4f}]")
+    for _ in range(60):  # bisection in log energy
+        mid = float(np.sqrt(lo * hi))
+        lo, hi = (mid, hi) if water_mu(mid) > mu else (lo, mid)
+    return float(np.sqrt(lo * hi))
 
 
 def attenuation_lut(kev: float = REFERENCE_KEV, iodine_mg_ml: float = 0.0) -> np.ndarray:

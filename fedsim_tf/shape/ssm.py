@@ -254,6 +254,12 @@ class StatisticalShapeModel:
         safe = np.where(self._stddevs > 0, self._stddevs, 1.0)
         return np.where(self._stddevs > 0, coeffs / safe, 0.0), transform
 
+    def reconstruction(self, shape: HeartMesh) -> HeartMesh:
+        """The model's best approximation of ``shape`` in its own frame: least-squares weights of
+        all modes after similarity alignment, mapped back by the inverse alignment."""
+        weights, transform = self.project(shape)
+        return shape.with_stacked_vertices(transform.inverse_apply(self.instance_vertices(weights)))
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the model to an ``.npz`` file atomically (temporary name, then rename)."""
         path = Path(path)
@@ -329,14 +335,23 @@ DEFAULT_SSM_RECIPE: dict[str, object] = {
 """What the default SSM is built from; its hash names the cache file."""
 
 
-def build_default_ssm() -> StatisticalShapeModel:
-    """Build the default SSM from :data:`DEFAULT_SSM_RECIPE` (deterministic, about a second)."""
+def default_ssm_training_hearts() -> list[HeartMesh]:
+    """The hearts the default SSM is fitted to: template-family hearts of
+    :data:`DEFAULT_SSM_RECIPE`, drawn with ``numpy.random.default_rng(seed + k)`` per population
+    (never one of the phantom hospitals' hearts, which come from per-case streams and are
+    deformed beyond the template family; see :mod:`fedsim_tf.data.phantom_heart`)."""
     population: dict[str, int] = DEFAULT_SSM_RECIPE["population"]  # type: ignore[assignment]
     seed = int(DEFAULT_SSM_RECIPE["seed"])  # type: ignore[arg-type]
     meshes: list[HeartMesh] = []
     for offset, (preset, count) in enumerate(population.items()):
         meshes += sample_population(count, preset, seed=seed + offset)
-    return StatisticalShapeModel.fit(meshes, n_modes=int(DEFAULT_SSM_RECIPE["n_modes"]))  # type: ignore[arg-type]
+    return meshes
+
+
+def build_default_ssm() -> StatisticalShapeModel:
+    """Build the default SSM from :data:`DEFAULT_SSM_RECIPE` (deterministic, about a second)."""
+    n_modes = int(DEFAULT_SSM_RECIPE["n_modes"])  # type: ignore[arg-type]
+    return StatisticalShapeModel.fit(default_ssm_training_hearts(), n_modes=n_modes)
 
 
 def default_ssm_path(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -32,8 +32,9 @@ the same precedence decides those voxels.
 Adult template volumes (checked in tests): LV blood pool 100-180 mL, RV 110-200 mL,
 LA 50-90 mL, RA 50-100 mL, LV myocardium (epicardial minus LV volume) 90-160 mL, aortic
 diameter 25-35 mm, PA diameter 20-30 mm; the whole heart fits a 150 mm cube. The ``adult``
-preset spreads around it (size +-4 %, chambers +-4 % sd linear): its samples lie within
-LV 90-220 mL, RV 85-200 mL, LA 45-100 mL, RA 45-100 mL. Every built heart has its vertex
+preset spreads around it (size sd 8 % linear, truncated at +-20 %, as adult ventricular volumes
+vary by 20-25 %; chambers +-4 % sd linear): its samples lie within LV 60-300 mL, RV 60-300 mL,
+LA 30-150 mL, RA 30-150 mL. Every built heart has its vertex
 centroid at the origin.
 """
 
@@ -47,7 +48,7 @@ import numpy as np
 from fedsim_tf.anatomy import NUM_STRUCTURES, STRUCTURE_NAMES
 from fedsim_tf.shape.mesh import HeartMesh, StructureMesh
 
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 """Bumped whenever the template geometry or the sampler changes (keys the SSM cache)."""
 
 ICOSPHERE_LEVEL = 3
@@ -286,7 +287,8 @@ class PopulationPreset:
 
     Attributes:
         description: one line for reports.
-        size_range: ``(low, high)`` uniform overall linear scale.
+        size_range: ``(low, high)`` overall linear scale: uniform, or the truncation of a normal
+            distribution around its midpoint when ``size_sd > 0``.
         pattern_probability: chance that a heart shows the preset's pathology pattern.
         pattern: target factors ``(lv, rv, la, ra, aorta, pa)`` at full severity; a heart with
             the pattern gets ``factor ** severity``, severity uniform in ``[0.5, 1]``.
@@ -294,6 +296,7 @@ class PopulationPreset:
         wall_range: ``(low, high)`` uniform wall-thickness factor.
         tilt_sd: sd of vessel and long-axis tilts (unit-vector offsets, ~radians).
         bump_sd: sd of the log-radius modulation coefficients.
+        size_sd: sd of the normal size distribution (0: uniform over ``size_range``).
     """
 
     description: str
@@ -304,12 +307,13 @@ class PopulationPreset:
     wall_range: tuple[float, float] = (0.85, 1.2)
     tilt_sd: float = 0.08
     bump_sd: float = 0.03
+    size_sd: float = 0.0
 
 
 PRESETS: dict[str, PopulationPreset] = {
     "adult": PopulationPreset(
-        "healthy adults (like MM-WHS CT)", (0.96, 1.04), 0.0, (1.0,) * 6, chamber_sd=0.04,
-        bump_sd=0.02,
+        "healthy adults (like MM-WHS CT)", (0.8, 1.2), 0.0, (1.0,) * 6, chamber_sd=0.04,
+        bump_sd=0.02, size_sd=0.08,
     ),
     "chd_lc": PopulationPreset(
         "paediatric CHD, dilated right heart / hypoplastic left heart, large PA",
@@ -329,7 +333,10 @@ def sample_parameters(rng: np.random.Generator, preset: str = "adult") -> HeartS
     if preset not in PRESETS:
         raise ValueError(f"preset: unknown population preset {preset!r}, expected one of {sorted(PRESETS)}")
     spec = PRESETS[preset]
-    size = rng.uniform(*spec.size_range)
+    if spec.size_sd > 0:
+        size = np.clip(rng.normal(np.mean(spec.size_range), spec.size_sd), *spec.size_range)
+    else:
+        size = rng.uniform(*spec.size_range)
     severity = rng.uniform(0.5, 1.0) if rng.uniform() < spec.pattern_probability else 0.0
     factors = np.asarray(spec.pattern) ** severity * np.exp(rng.normal(0.0, spec.chamber_sd, 6))
     lv, rv, la, ra, aorta, pa = (float(f) for f in factors)

@@ -4,46 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import trimesh
 
 from fedsim_tf.anatomy import STRUCTURE_NAMES
-from fedsim_tf.grid import Grid
-from fedsim_tf.shape.mesh import HeartMesh, StructureMesh
+from fedsim_tf.shape.mesh import StructureMesh
 from fedsim_tf.shape.template import (
     PRESETS,
     HeartShapeParameters,
     build_heart,
     sample_heart,
     sample_population,
+    sample_parameters,
     template_heart,
 )
-from fedsim_tf.shape.voxelize import voxelize_structure
-
-
-def _tm(mesh: StructureMesh) -> trimesh.Trimesh:
-    return trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-
-
-def _volumes_ml(heart: HeartMesh) -> dict[str, float]:
-    return {s.name: _tm(s).volume / 1000.0 for s in heart.structures}
-
-
-def _assert_valid_surface(mesh: StructureMesh) -> None:
-    """Closed, outward, no degenerate or folded faces, signed volume == occupancy volume."""
-    tm = _tm(mesh)
-    assert tm.is_watertight and tm.is_winding_consistent, mesh.name
-    assert tm.volume > 0, f"{mesh.name}: inward winding"
-    assert tm.area_faces.min() > 1e-3, f"{mesh.name}: degenerate face"
-    # Adjacent faces never fold back onto each other (a local self-intersection would).
-    normals = tm.face_normals[tm.face_adjacency]
-    assert np.einsum("ij,ij->i", normals[:, 0], normals[:, 1]).min() > 0.0, f"{mesh.name}: folded"
-    # A self-intersecting surface has regions of winding number 2 or -1, so its signed volume
-    # differs from the volume of the points it encloses (winding != 0), measured at 1 mm.
-    lo, hi = mesh.vertices.min(0) - 2, mesh.vertices.max(0) + 2
-    n = np.ceil(hi - lo).astype(int)
-    grid = Grid.centred(tuple(n[::-1]), tuple(n[::-1].astype(float)), tuple((lo + hi) / 2))
-    occupied_ml = voxelize_structure(mesh, grid).sum() / 1000.0
-    assert occupied_ml == pytest.approx(tm.volume / 1000.0, rel=0.03), mesh.name
+from tests.shape.mesh_checks import assert_valid_surface, trimesh_of, volumes_ml
 
 
 def test_template_meshes_are_closed_outward_and_simple() -> None:
@@ -51,13 +24,13 @@ def test_template_meshes_are_closed_outward_and_simple() -> None:
     assert tuple(s.name for s in heart.structures) == STRUCTURE_NAMES
     for mesh in heart.structures:
         assert 500 <= len(mesh.vertices) <= 1500
-        euler = len(mesh.vertices) - len(_tm(mesh).edges_unique) + len(mesh.faces)
+        euler = len(mesh.vertices) - len(trimesh_of(mesh).edges_unique) + len(mesh.faces)
         assert euler == 2, mesh.name  # sphere topology
-        _assert_valid_surface(mesh)
+        assert_valid_surface(mesh)
 
 
 def test_template_volumes_in_adult_ranges() -> None:
-    vol = _volumes_ml(template_heart())
+    vol = volumes_ml(template_heart())
     assert 100 <= vol["lv"] <= 180
     assert 110 <= vol["rv"] <= 200
     assert 50 <= vol["la"] <= 90
@@ -90,7 +63,7 @@ def test_template_anatomical_arrangement() -> None:
     # RV right-anterior of the LV.
     assert c["rv"][0] > c["lv"][0] and c["rv"][1] > c["lv"][1]
     # The epicardial surface contains every LV blood-pool vertex.
-    assert _tm(m["lv_myo"]).contains(m["lv"].vertices).all()
+    assert trimesh_of(m["lv_myo"]).contains(m["lv"].vertices).all()
     # Long axis base -> apex points left, anterior, inferior.
     lv = m["lv"].vertices
     axis = np.linalg.svd(lv - lv.mean(0), full_matrices=False)[2][0]
@@ -124,23 +97,31 @@ def test_sampler_is_deterministic_and_varied() -> None:
     assert np.abs(a[0].stacked_vertices() - a[1].stacked_vertices()).max() > 1.0
 
 
-def test_adult_population_volumes_and_validity() -> None:
+def test_adult_population_size_spread_and_volumes() -> None:
+    # Adult ventricular volumes vary by 20-25 % (sd), i.e. about 8 % in linear size.
+    rng = np.random.default_rng(1)
+    sizes = np.array([sample_parameters(rng, "adult").size for _ in range(400)])
+    assert sizes.std() == pytest.approx(0.08, abs=0.01) and sizes.mean() == pytest.approx(1.0, abs=0.015)
+    assert sizes.min() >= 0.8 and sizes.max() <= 1.2
     hearts = sample_population(12, "adult", seed=3)
-    vols = np.array([[v for v in _volumes_ml(h).values()] for h in hearts])
-    lo = {"lv": 90, "rv": 85, "la": 45, "ra": 45}
-    hi = {"lv": 220, "rv": 200, "la": 100, "ra": 100}
+    vols = np.array([[v for v in volumes_ml(h).values()] for h in hearts])
+    # adult ranges (CT/MR reference values, +-2.5 sd of the size spread): LV/RV 60-300 mL, atria 30-150 mL
+    lo = {"lv": 60, "rv": 60, "la": 30, "ra": 30}
+    hi = {"lv": 300, "rv": 300, "la": 150, "ra": 150}
     for name in lo:
         col = vols[:, STRUCTURE_NAMES.index(name)]
         assert lo[name] <= col.min() and col.max() <= hi[name], (name, col)
+    lv = vols[:, STRUCTURE_NAMES.index("lv")]
+    assert 0.12 < lv.std() / lv.mean() < 0.4  # volume spread of the 12 hearts
     for mesh in hearts[0].structures:
-        _assert_valid_surface(mesh)
+        assert_valid_surface(mesh)
 
 
 def test_presets_differ() -> None:
     idx = {n: i for i, n in enumerate(STRUCTURE_NAMES)}
     stats = {}
     for preset in PRESETS:
-        vols = np.array([list(_volumes_ml(h).values()) for h in sample_population(16, preset, seed=5)])
+        vols = np.array([list(volumes_ml(h).values()) for h in sample_population(16, preset, seed=5)])
         stats[preset] = vols
     total = {p: v.sum(1).mean() for p, v in stats.items()}
     assert total["chd_lc"] < 0.6 * total["adult"] and total["chd_mc"] < 0.6 * total["adult"]
@@ -149,7 +130,7 @@ def test_presets_differ() -> None:
     ao_pa = {p: np.median(v[:, idx["aorta"]] / v[:, idx["pa"]]) for p, v in stats.items()}
     assert ao_pa["chd_mc"] > ao_pa["adult"] > ao_pa["chd_lc"]
     for mesh in sample_heart(np.random.default_rng(0), "chd_lc").structures:
-        _assert_valid_surface(mesh)
+        assert_valid_surface(mesh)
 
 
 def test_bad_inputs() -> None:
