@@ -115,12 +115,16 @@ def perceptual_backbone(spec: str, image_size: int) -> PerceptualBackbone:
 
 
 class PerceptualLoss:
-    """SPADE-style VGG feature loss between two CT volumes, computed on axial slices.
+    """SPADE-style VGG feature loss on CT slices, for 2-D slices and for volumes.
 
-    Slices of ``[B, Z, Y, X]`` volumes on the ``[-1, 1]`` CT scale are taken at ``slices``
-    evenly spaced ``z`` indices, resized bilinearly to ``image_size^2``, mapped to grey RGB in
-    ``[0, 255]`` and ImageNet-preprocessed (BGR mean subtraction); the loss is
-    ``sum_l w_l mean|F_l(a) - F_l(b)|`` per volume (mean over its slices, positions, channels).
+    Every ``[H, W]`` slice on the ``[-1, 1]`` CT scale is resized bilinearly to ``image_size^2``,
+    mapped to grey RGB in ``[0, 255]`` and ImageNet-preprocessed (BGR mean subtraction); the loss of
+    a pair of slices is ``sum_l w_l mean|F_l(a) - F_l(b)|`` (mean over positions and channels; the
+    target's features carry no gradient).
+
+    * :meth:`slice_losses`: one loss per pair of ``[N, H, W, 1]`` slices (the GAN's VGG term).
+    * ``__call__``: one loss per pair of ``[B, Z, Y, X]`` volumes, the mean over ``slices`` evenly
+      spaced axial slices (GLO pre-training).
 
     Args:
         features: model from ``[N, S, S, 3]`` images to a list of feature maps.
@@ -143,23 +147,30 @@ class PerceptualLoss:
         self.image_size = int(image_size)
         self.slices = int(slices)
 
-    def images(self, volume: tf.Tensor) -> tf.Tensor:
-        """``[B, Z, Y, X]`` in ``[-1, 1]`` -> ``[B * slices, S, S, 3]`` preprocessed images."""
-        depth = volume.shape[1]
-        index = [int(round((k + 0.5) * depth / self.slices - 0.5)) for k in range(self.slices)]
-        picked = tf.gather(tf.cast(volume, tf.float32), index, axis=1)  # [B, k, Y, X]
-        flat = tf.reshape(picked, [-1, volume.shape[2], volume.shape[3], 1])
-        resized = tf.image.resize(flat, [self.image_size, self.image_size], method="bilinear")
+    def slice_images(self, slices: tf.Tensor) -> tf.Tensor:
+        """``[N, H, W, 1]`` CT slices in ``[-1, 1]`` -> ``[N, S, S, 3]`` preprocessed images."""
+        resized = tf.image.resize(tf.cast(slices, tf.float32), [self.image_size, self.image_size], method="bilinear")
         grey = (resized + 1.0) * 127.5
         return tf.concat([grey - mean for mean in IMAGENET_BGR_MEAN], axis=-1)
 
+    def slice_losses(self, generated: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        """Per-slice losses ``[N]`` between ``[N, H, W, 1]`` slices (CT scale ``[-1, 1]``)."""
+        count = tf.shape(generated)[0]
+        both = self.features(tf.concat([self.slice_images(generated), self.slice_images(target)], axis=0))
+        total = tf.zeros([count])
+        for weight, feature in zip(self.layer_weights, both):
+            distance = tf.abs(feature[:count] - tf.stop_gradient(feature[count:]))
+            total += weight * tf.reduce_mean(tf.reshape(distance, [count, -1]), axis=1)
+        return total
+
+    def volume_slices(self, volume: tf.Tensor) -> tf.Tensor:
+        """``[B, Z, Y, X]`` -> ``[B * slices, Y, X, 1]``: the evenly spaced axial slices, volume by volume."""
+        depth = volume.shape[1]
+        index = [int(round((k + 0.5) * depth / self.slices - 0.5)) for k in range(self.slices)]
+        picked = tf.gather(volume, index, axis=1)  # [B, k, Y, X]
+        return tf.reshape(picked, [-1, volume.shape[2], volume.shape[3], 1])
+
     def __call__(self, generated: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         """Per-volume losses ``[B]`` between ``[B, Z, Y, X]`` volumes (CT scale ``[-1, 1]``)."""
-        batch = tf.shape(generated)[0]
-        count = batch * self.slices
-        both = self.features(tf.concat([self.images(generated), self.images(target)], axis=0))
-        total = tf.zeros([batch])
-        for weight, feature in zip(self.layer_weights, both):
-            distance = tf.reshape(tf.abs(feature[:count] - feature[count:]), [batch, -1])
-            total += weight * tf.reduce_mean(distance, axis=1)
-        return total
+        losses = self.slice_losses(self.volume_slices(generated), self.volume_slices(target))
+        return tf.reduce_mean(tf.reshape(losses, [-1, self.slices]), axis=1)
