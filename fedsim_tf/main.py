@@ -18,7 +18,7 @@ from absl import flags
 
 from fedsim_tf import cli, options
 from fedsim_tf.errors import UserInputError
-from fedsim_tf.stages import pretrain, sample, segment
+from fedsim_tf.stages import pretrain, pretrain_gan, sample, segment, semi, synthesize
 
 FLAGS = flags.FLAGS
 
@@ -31,10 +31,10 @@ TITLE = "fedsim-tf: Federated Simulation for Medical Imaging (Li et al., MICCAI 
 # The paper's stages in pipeline order: the module of a built stage, or what a planned one will do.
 STAGES: dict[str, ModuleType | str] = {
     "pretrain": pretrain,
-    "pretrain_gan": "site-specific GauGAN that turns coarse CT + labels into realistic slices (paper Sec. 2.2)",
-    "semi": "semi-supervised training on the unlabelled volumes (paper Sec. 2.2)",
+    "pretrain_gan": pretrain_gan,
+    "semi": semi,
     "federated": "federated simulation across sites: shared G_S/G_M, one GAN per site (paper Sec. 2.3)",
-    "synthesize": "labelled synthetic CT volumes of a chosen site",
+    "synthesize": synthesize,
     "sample": sample,
     "segment": segment,
 }
@@ -58,7 +58,7 @@ def stage_module(name: str) -> ModuleType:
 def _summary(stage: ModuleType | str) -> str:
     if isinstance(stage, str):
         return f"(not built yet) {stage}"
-    first = (stage.__doc__ or "").strip().splitlines()[0]
+    first = " ".join((stage.__doc__ or "").strip().split("\n\n")[0].split())  # the first paragraph
     return first.split(": ", 1)[-1]
 
 
@@ -91,17 +91,19 @@ def overview() -> str:
 
 
 def stage_help(name: str) -> str:
-    """The text of ``--stage=NAME --help``: the stage's docstring and its flags, then the shared flags."""
+    """The text of ``--stage=NAME --help``: the stage's docstring and its flags, the flags of the flag
+    modules it uses (e.g. :mod:`fedsim_tf.stages.glo_flags`), then the flags shared by every stage."""
     module = stage_module(name)
-    return "\n".join([
-        (module.__doc__ or "").strip(),
-        "",
-        f"Flags of --stage={name} ({module.__name__}):",
-        FLAGS.module_help(module),
-        "",
-        f"Flags shared by every stage ({options.__name__}):",
-        FLAGS.module_help(options),
-    ])
+    used = [m for m in vars(module).values() if isinstance(m, ModuleType) and m is not options
+            and m.__name__.startswith("fedsim_tf.")
+            and FLAGS.get_flags_for_module(m.__name__)]
+    sections = [(f"Flags of --stage={name} ({module.__name__}):", module)]
+    sections += [(f"Flags of {m.__name__}:", m) for m in used]
+    sections += [(f"Flags shared by every stage ({options.__name__}):", options)]
+    text = [(module.__doc__ or "").strip()]
+    for title, flag_module in sections:
+        text += ["", title, FLAGS.module_help(flag_module)]
+    return "\n".join(text)
 
 
 def help_text(argv: list[str]) -> str:

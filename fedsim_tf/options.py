@@ -14,8 +14,11 @@ from absl import flags
 from fedsim_tf.cache_dir import cache_dir
 from fedsim_tf.data.labels import ON_UNKNOWN, load_label_table
 from fedsim_tf.data.layouts import LAYOUTS
+from fedsim_tf.data.scanners import SITE_NAMES
 from fedsim_tf.errors import UserInputError
 from fedsim_tf.losses.perceptual_spec import PERCEPTUAL_SPECS_HELP, check_perceptual_spec
+from fedsim_tf.models.generative_model import GENERATOR_STAGES
+from fedsim_tf.physics.simulated_scanner import MATERIALS
 
 flags.DEFINE_string("stage", "pretrain", "Which stage to run (`python -m fedsim_tf.main --help` lists them).")
 flags.DEFINE_multi_string(
@@ -40,11 +43,28 @@ flags.DEFINE_string(
     "phantom_dir", "", "Where the phantom hospitals are generated/cached; empty = <cache>/phantom_hospitals[_small]."
 )
 flags.DEFINE_bool("phantom_small", True, "Use the small phantom preset (64^3, few volumes) when no --data_dir is given.")
+flags.DEFINE_list("phantom_sites", list(SITE_NAMES), "The phantom hospitals used (and generated) when no --data_dir "
+                  "is given.")
+flags.DEFINE_integer("phantom_workers", 2, "Processes that generate the phantom hospitals.", lower_bound=1)
 flags.DEFINE_string("perceptual", "auto", "Perceptual-loss backbone of pretrain and pretrain_gan: "
                     f"{PERCEPTUAL_SPECS_HELP} (auto: vgg19 when its weights are in the Keras cache, else none).")
 flags.DEFINE_integer(
     "phantom_volumes", 6, "Volumes per site of the small phantom preset (ignored without --phantom_small).", lower_bound=5
 )
+flags.DEFINE_string("site", "", "The site a stage works on (site name or --data_dir folder name): segment and "
+                    "synthesize take one (empty = the first), pretrain_gan trains the GAN of each site (empty = all).")
+flags.DEFINE_bool("single_site", False, "The generative model learns from --site alone (the paper's single-site "
+                  "simulation) instead of every site's labelled volumes pooled; pretrain, pretrain_gan, semi and "
+                  "synthesize find each other's runs by it.")
+flags.DEFINE_enum("material", "learned", list(MATERIALS), "Material of the generated CT: learned (G_M's coarse map "
+                  "through the CT simulator, paper 'Ours') or fixmat (the fixed attenuation atlas of the labels rendered "
+                  "at full resolution, 'Ours-Fix-Mat'); pretrain_gan trains a GAN for this input, synthesize uses it.")
+flags.DEFINE_enum("generator", "pretrain", list(GENERATOR_STAGES), "Which run of G_S/G_M sample and synthesize draw "
+                  "from: pretrain (the paper's Ours-Pre) or semi (after --stage=semi, Ours-Full).")
+flags.DEFINE_integer("num_samples", 20, "Synthetic volumes that sample / synthesize write (paper: 20).", lower_bound=1)
+flags.DEFINE_integer("checkpoint_every", 50, "Training stages: steps between checkpoints.", lower_bound=1)
+flags.DEFINE_integer("log_every", 10, "Training stages: steps between TensorBoard scalars (images: 10x rarer).",
+                     lower_bound=1)
 
 FLAGS = flags.FLAGS
 
@@ -67,6 +87,10 @@ class CommonConfig:
     phantom_volumes: int = 6
     label_table: str = ""
     on_unknown: str = "error"
+    site: str = ""
+    single_site: bool = False
+    phantom_sites: tuple[str, ...] = SITE_NAMES
+    phantom_workers: int = 2
 
 
 def common_config_from_flags() -> CommonConfig:
@@ -74,6 +98,9 @@ def common_config_from_flags() -> CommonConfig:
     for folder in FLAGS.data_dir:
         if not os.path.isdir(folder):
             raise UserInputError(f"--data_dir={folder}: no such folder")
+    unknown = sorted(set(FLAGS.phantom_sites) - set(SITE_NAMES))
+    if unknown or not FLAGS.phantom_sites:
+        raise UserInputError(f"--phantom_sites={','.join(FLAGS.phantom_sites)}: expected some of {', '.join(SITE_NAMES)}")
     if FLAGS.label_table:
         load_label_table(FLAGS.label_table)  # DataError naming the file when it is missing or malformed
     if not FLAGS.fov_mm > 0:
@@ -100,6 +127,10 @@ def common_config_from_flags() -> CommonConfig:
         phantom_volumes=FLAGS.phantom_volumes,
         label_table=FLAGS.label_table,
         on_unknown=FLAGS.on_unknown,
+        site=FLAGS.site,
+        single_site=FLAGS.single_site,
+        phantom_sites=tuple(FLAGS.phantom_sites),
+        phantom_workers=FLAGS.phantom_workers,
     )
 
 

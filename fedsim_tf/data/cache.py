@@ -24,7 +24,7 @@ from fedsim_tf.data.layouts import CaseFiles
 from fedsim_tf.data.preprocess import PreprocessConfig
 from fedsim_tf.grid import Grid
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: crops centred without the label (fedsim_tf.data.preprocess)
 _CHUNK = 1 << 20
 
 

@@ -5,10 +5,11 @@ Pipeline of :func:`preprocess_case` (all arrays ``[z, y, x]``):
 1. **Reorientation** to the canonical RAS frame (:func:`to_canonical`): voxel axes are permuted
    and flipped (exactly, no interpolation) so that ``i``/``j``/``k`` point closest to world
    +x (Right) / +y (Anterior) / +z (Superior); the affine is updated to match.
-2. **Heart centre** in world mm: the centroid of ``label > 0`` when labelled
-   (:func:`label_centre`); for an unlabelled volume (or an empty label) the heuristic
-   :func:`blood_pool_centre` (largest connected blob of contrast-filled blood, 150..600 HU, inside
-   the central body region).
+2. **Heart centre** in world mm, from the image alone (:func:`blood_pool_centre`: the largest
+   connected blob of contrast-filled blood, 150..600 HU, inside the central body region) -- for
+   labelled and unlabelled volumes alike. The label is never used to place the crop: a test volume's
+   crop must not tell the segmentation network where the heart is, and training and test volumes
+   must be cropped by the same rule.
 3. **Resampling + crop/pad** in one step (:func:`resample`): the output is the axis-aligned RAS
    grid of ``grid_size``\\ :sup:`3` voxels of ``spacing_mm`` centred on the heart centre
    (:func:`crop_grid`); every output voxel centre is mapped through the affines into the source
@@ -96,19 +97,6 @@ def to_canonical(volume: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
     affine = grid.affine @ inv_ornt_aff(ornt, xyz.shape)
     out = np.ascontiguousarray(reoriented.transpose(2, 1, 0))
     return out, Grid(out.shape, affine)
-
-
-def label_centre(label: np.ndarray, grid: Grid) -> np.ndarray:
-    """World ``(x, y, z)`` mm of the centroid of ``label > 0``.
-
-    Args:
-        label: ``(Z, Y, X)`` label or mask with at least one non-zero voxel.
-        grid: its grid.
-    """
-    kji = np.argwhere(label > 0)
-    if kji.size == 0:
-        raise ValueError("label_centre needs a non-empty label")
-    return grid.index_to_world(kji.mean(axis=0)[::-1])
 
 
 def blood_pool_centre(image_hu: np.ndarray, grid: Grid) -> np.ndarray:
@@ -235,11 +223,7 @@ def preprocess_case(
                          f"{None if label is None else label.shape} do not match grid {grid.shape}")
     image_ras, grid_ras = to_canonical(image, grid)
     label_ras = None if label is None else to_canonical(label, grid)[0]
-    if label_ras is not None and label_ras.any():
-        centre = label_centre(label_ras, grid_ras)
-    else:
-        centre = blood_pool_centre(image_ras, grid_ras)
-    target = crop_grid(centre, config)
+    target = crop_grid(blood_pool_centre(image_ras, grid_ras), config)
     hu = resample(image_ras, grid_ras, target, order=1, cval=AIR_HU, antialias=config.antialias)
     image_out = normalise_hu(hu, config.hu_window)
     label_out = mask = None

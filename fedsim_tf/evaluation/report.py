@@ -1,9 +1,9 @@
 """Segmentation results: one JSON per run and Table 3-style Markdown, all written atomically.
 
-**Run JSON** (``<work_dir>/results/<run_name>.json``), schema ``"fedsim-segment-result-v1"``::
+**Run JSON** (``<work_dir>/results/<run_name>.json``), schema ``"fedsim-segment-result-v2"``::
 
     {
-      "schema": "fedsim-segment-result-v1",
+      "schema": "fedsim-segment-result-v2",
       "run_name": str,                 # file stem, e.g. "segment_lower_CT20_L4_cicek"
       "method": str,                   # Table 3 row, e.g. "Lower Bound"
       "site": str, "label_size": int,  # label_size: labelled training volumes used (upper: all)
@@ -16,9 +16,10 @@
       ],
       "mean": float, "std": float,     # over all test volumes of all folds (NaN excluded)
       "fold_mean": float, "fold_std": float,  # mean and std of the per-fold means
-      "pretrain": null | {"source": str,       # finetune: the synthetic folder pre-trained on,
-                          "cases": [str],      #   its labelled case ids used,
-                          "steps": int},       #   pre-training steps (before the fold's "steps")
+      "pretrain": null | [               # finetune: per fold, the synthetic pre-training
+          {"fold": int, "source": str,       #   the synthetic folder pre-trained on,
+           "cases": [str],                   #   its labelled case ids used,
+           "steps": int}],                   #   pre-training steps (before the fold's "steps")
       "versions": {"python", "numpy", "tensorflow", "keras"}
     }
 
@@ -43,7 +44,7 @@ import numpy as np
 from fedsim_tf import atomic
 from fedsim_tf.evaluation.dice import mean_std
 
-RESULT_SCHEMA = "fedsim-segment-result-v1"
+RESULT_SCHEMA = "fedsim-segment-result-v2"
 TABLE_NAME = "table3.md"
 
 
@@ -91,7 +92,7 @@ def build_report(
     seed: int,
     config: Mapping[str, Any],
     folds: Sequence[Mapping[str, Any]],
-    pretrain: Mapping[str, Any] | None = None,
+    pretrain: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The run record: per-fold entries (from :func:`fold_entry`) plus means and stds.
 
@@ -105,7 +106,7 @@ def build_report(
             "label_size": int(label_size), "seed": int(seed), "config": dict(config),
             "folds": [dict(f) for f in folds], "mean": mean, "std": std,
             "fold_mean": fold_mean, "fold_std": fold_std,
-            "pretrain": None if pretrain is None else dict(pretrain), "versions": versions()}
+            "pretrain": None if pretrain is None else [dict(p) for p in pretrain], "versions": versions()}
 
 
 def format_cell(mean: float | None, std: float | None) -> str:

@@ -1,14 +1,18 @@
-"""The generative model's on-disk artefact: what ``--stage=pretrain`` writes and every later stage reads.
+"""The generative model's on-disk artefacts: what ``pretrain``, ``semi`` and ``pretrain_gan`` write and the
+later stages read.
 
-A pre-training run is keyed by what it was trained on (:class:`TrainingSet`: fold, seed and the
+A generator run is keyed by what it was trained on (:class:`TrainingSet`: fold, seed and the
 labelled training cases of every site), so runs of different folds or label sizes never share a
 folder and a later stage can only find the run of its own fold, label sizes and seed::
 
-    <work_dir>/pretrain/<TrainingSet.name>/
+    <work_dir>/pretrain/<TrainingSet.name>/      (GeneratorRun; <work_dir>/semi/... after --stage=semi)
         model.json            GenerativeModel + TrainingSet (what rebuilds G_S, G_M and the simulator)
         checkpoints/          generators, codes, optimisers (tf.train.Checkpoint; resume point)
         latent_gaussian.npz   Gaussian fitted to the learned codes (written when training ends)
         ssm.npz               the shape model fitted with --ssm=build
+    <work_dir>/pretrain_gan/<TrainingSet.name>/<site>-<material>/
+        gan.json              GANSettings, slice size, site, material + TrainingSet (:class:`GANRun`)
+        checkpoints/          G_GAN, its discriminator and their optimisers
 
 Plain Python and NumPy only (no TensorFlow): stages check for a missing or mismatching artefact
 before TensorFlow loads. The networks are built from the record by
@@ -19,6 +23,7 @@ before TensorFlow loads. The networks are built from the record by
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 from collections.abc import Mapping
@@ -34,13 +39,18 @@ from fedsim_tf.grid import Grid
 from fedsim_tf.physics.simulated_scanner import SimulatedScanner
 from fedsim_tf.shape.parameters import FiniteDifferenceSteps, ShapeBounds
 from fedsim_tf.shape.ssm import StatisticalShapeModel, default_ssm
+from fedsim_tf.training.gan_settings import GANSettings
 
 if TYPE_CHECKING:  # the protocol lives beside the TensorFlow shape op
     from fedsim_tf.shape.shape_op import ShapeModel
 
-PRETRAIN_STAGE = "pretrain"
+GENERATOR_STAGES: tuple[str, ...] = ("pretrain", "semi")
+"""Stages that train ``G_S``/``G_M`` and write a generator run (``semi`` continues ``pretrain``'s)."""
+GAN_STAGE = "pretrain_gan"
 MODEL_FILE = "model.json"
 MODEL_FORMAT = "fedsim-generative-model-v2"
+GAN_FILE = "gan.json"
+GAN_FORMAT = "fedsim-site-gan-v1"
 
 
 @dataclass(frozen=True)
@@ -132,20 +142,26 @@ class GenerativeModel:
 
 
 @dataclass(frozen=True)
-class PretrainRun:
-    """The folder of one pre-training run and its files.
+class GeneratorRun:
+    """The folder of one run of ``G_S``/``G_M`` training (``pretrain``, or ``semi`` after it) and its files.
 
     Args:
         work_dir: the run's ``--work_dir``.
         training_set: what the run trains on.
+        stage: the stage that writes it, one of :data:`GENERATOR_STAGES`.
     """
 
     work_dir: str
     training_set: TrainingSet
+    stage: str = "pretrain"
+
+    def __post_init__(self) -> None:
+        if self.stage not in GENERATOR_STAGES:
+            raise ValueError(f"GeneratorRun.stage must be one of {GENERATOR_STAGES}, got {self.stage!r}")
 
     @property
     def folder(self) -> str:
-        return os.path.join(self.work_dir, PRETRAIN_STAGE, self.training_set.name)
+        return os.path.join(self.work_dir, self.stage, self.training_set.name)
 
     @property
     def model_path(self) -> str:
@@ -176,22 +192,22 @@ class PretrainRun:
             changed = sorted(key for key in current if saved.get(key) != current[key])
             if changed:
                 raise UserInputError(
-                    f"{self.model_path}: an earlier pretrain run used different settings ({', '.join(changed)}); "
+                    f"{self.model_path}: an earlier {self.stage} run used different settings ({', '.join(changed)}); "
                     "use another --work_dir or delete that run"
                 )
         write_json_atomic(self.model_path, record)
 
     def load_model(self, needed_by: str) -> GenerativeModel:
-        """The recorded model of a finished pre-training (``needed_by``: the stage asking, for messages).
+        """The recorded model of the run (``needed_by``: the stage asking, for messages).
 
         Raises:
             UserInputError: no such run (naming the runs that do exist), an unreadable record, or a
                 record trained on other volumes than this run's training set.
         """
         if not os.path.isfile(self.model_path):
-            raise UserInputError(f"{needed_by}: no pre-trained model for {self.training_set.name} ({self.model_path} "
-                                 f"missing{_other_runs(self.work_dir)}); run --stage=pretrain with the same --fold, "
-                                 "--label_size and --seed first")
+            raise UserInputError(f"{needed_by}: no {self.stage} model for {self.training_set.name} ({self.model_path} "
+                                 f"missing{_other_runs(self.work_dir, self.stage)}); run --stage={self.stage} with the "
+                                 "same --fold, --label_size, --seed and --single_site first")
         data = _read_json(self.model_path)
         try:
             if data.get("format") != MODEL_FORMAT:
@@ -200,17 +216,95 @@ class PretrainRun:
             model = GenerativeModel.from_json(data["model"])
         except (KeyError, TypeError, ValueError) as error:
             raise UserInputError(f"{self.model_path}: not a {MODEL_FORMAT} record ({type(error).__name__}: {error}); "
-                                 "delete the run and pre-train again") from error
+                                 f"delete the run and run --stage={self.stage} again") from error
         if trained_on != self.training_set:
             raise UserInputError(f"{self.model_path}: trained on {trained_on.to_json()}, but {needed_by} needs "
-                                 f"{self.training_set.to_json()}; delete the run and pre-train again")
+                                 f"{self.training_set.to_json()}; delete the run and run --stage={self.stage} again")
         return model
 
     def require_gaussian(self, needed_by: str) -> str:
         """The path of the fitted latent Gaussian; UserInputError when pre-training has not finished."""
         if not os.path.isfile(self.gaussian_path):
-            raise UserInputError(f"{needed_by}: {self.gaussian_path} missing; let --stage=pretrain finish first")
+            raise UserInputError(f"{needed_by}: {self.gaussian_path} missing; let --stage={self.stage} finish first")
         return self.gaussian_path
+
+
+@dataclass(frozen=True)
+class GANRun:
+    """The folder of one site's GAN (``G_GAN`` and its discriminator) and its record.
+
+    Args:
+        work_dir: the run's ``--work_dir``.
+        training_set: what the generative model trains on (the GAN uses the site's part of it).
+        site: the site whose appearance the GAN learns.
+        material: ``learned`` (conditioned on ``G_M``'s upsampled coarse CT) or ``fixmat`` (on the Fix-Mat
+            simulation at full resolution).
+    """
+
+    work_dir: str
+    training_set: TrainingSet
+    site: str
+    material: str
+
+    @property
+    def folder(self) -> str:
+        return os.path.join(self.work_dir, GAN_STAGE, self.training_set.name, f"{self.site}-{self.material}")
+
+    @property
+    def record_path(self) -> str:
+        return os.path.join(self.folder, GAN_FILE)
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return os.path.join(self.folder, "checkpoints")
+
+    def _record(self, settings: GANSettings, image_size: int) -> dict[str, Any]:
+        return {"format": GAN_FORMAT, "trained_on": self.training_set.to_json(), "site": self.site,
+                "material": self.material, "image_size": int(image_size), "settings": dataclasses.asdict(settings)}
+
+    def write_record(self, settings: GANSettings, image_size: int) -> None:
+        """Record the GAN's settings, or check them against an earlier run's record.
+
+        Raises:
+            UserInputError: the folder holds a GAN with other settings.
+        """
+        record = self._record(settings, image_size)
+        if os.path.isfile(self.record_path):
+            saved = _read_json(self.record_path)
+            changed = sorted(key for key in ("image_size", "settings") if saved.get(key) != record[key])
+            if changed:
+                raise UserInputError(f"{self.record_path}: an earlier pretrain_gan run used different settings "
+                                     f"({', '.join(changed)}); use another --work_dir or delete that run")
+        write_json_atomic(self.record_path, record)
+
+    def load_record(self, needed_by: str) -> tuple[GANSettings, int]:
+        """``(settings, image_size)`` of a trained GAN with at least one checkpoint.
+
+        Raises:
+            UserInputError: no such GAN (naming the GANs that exist), no checkpoint, an unreadable
+                record, or one trained on other volumes.
+        """
+        if not os.path.isfile(self.record_path):
+            raise UserInputError(f"{needed_by}: no {self.material} GAN of site {self.site} for "
+                                 f"{self.training_set.name} ({self.record_path} missing{_other_gans(self.work_dir)}); "
+                                 f"run --stage=pretrain_gan --site={self.site} --material={self.material} with the same "
+                                 "--fold, --label_size, --seed and --single_site first")
+        data = _read_json(self.record_path)
+        try:
+            if data.get("format") != GAN_FORMAT:
+                raise KeyError("format")
+            trained_on = TrainingSet.from_json(data["trained_on"])
+            settings, image_size = GANSettings(**data["settings"]), int(data["image_size"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserInputError(f"{self.record_path}: not a {GAN_FORMAT} record ({type(error).__name__}: {error}); "
+                                 "delete the GAN and train it again") from error
+        if trained_on != self.training_set:
+            raise UserInputError(f"{self.record_path}: trained on {trained_on.to_json()}, but {needed_by} needs "
+                                 f"{self.training_set.to_json()}; delete the GAN and train it again")
+        if not os.path.isfile(os.path.join(self.checkpoint_dir, "checkpoint")):
+            raise UserInputError(f"{needed_by}: {self.checkpoint_dir} holds no checkpoint; let --stage=pretrain_gan "
+                                 "run first")
+        return settings, image_size
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -224,12 +318,19 @@ def _read_json(path: str) -> dict[str, Any]:
     return data
 
 
-def _other_runs(work_dir: str) -> str:
-    folder = os.path.join(work_dir, PRETRAIN_STAGE)
-    runs = sorted(n for n in os.listdir(folder) if os.path.isfile(os.path.join(folder, n, MODEL_FILE))) \
-        if os.path.isdir(folder) else []
-    return f"; runs found: {', '.join(runs)}" if runs else ""
+def _found(base: str, depth: int, file: str, what: str) -> str:
+    """``"; <what> found: a, b"`` for the folders ``depth`` levels below ``base`` holding ``file``."""
+    pattern = os.path.join(base, *["*"] * depth, file)
+    runs = sorted(os.path.relpath(os.path.dirname(path), base) for path in glob.glob(pattern))
+    return f"; {what} found: {', '.join(runs)}" if runs else ""
 
+
+def _other_runs(work_dir: str, stage: str) -> str:
+    return _found(os.path.join(work_dir, stage), 1, MODEL_FILE, "runs")
+
+
+def _other_gans(work_dir: str) -> str:
+    return _found(os.path.join(work_dir, GAN_STAGE), 2, GAN_FILE, "GANs")
 
 
 def generation_grid(case_grid: Grid, ssm: ShapeModel) -> Grid:

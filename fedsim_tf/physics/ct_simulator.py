@@ -44,12 +44,9 @@ from pyronn_ops.fdk import fdk_reconstruction
 
 from fedsim_tf.intensity import hu_to_unit
 from fedsim_tf.physics import materials
-from fedsim_tf.physics.simulated_scanner import SimulatedScanner
+from fedsim_tf.physics.simulated_scanner import MATERIALS, SimulatedScanner
 from fedsim_tf.models.generative_model import GenerativeModel
 from fedsim_tf.shape.shape_op import ShapeModel, ShapeRenderer, render_shapes
-
-MODES: tuple[str, ...] = ("learned", "fixmat")
-
 
 def cone_geometry(
     volume_shape: tuple[int, int, int], spacing_mm: tuple[float, float, float], scanner: SimulatedScanner
@@ -199,8 +196,8 @@ class CTSimulator(keras.layers.Layer):
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
-        if mode not in MODES:
-            raise ValueError(f"CTSimulator mode must be one of {MODES}, got {mode!r}")
+        if mode not in MATERIALS:
+            raise ValueError(f"CTSimulator mode must be one of {MATERIALS}, got {mode!r}")
         self.renderer = renderer
         self.mode = mode
         self.scanner = scanner

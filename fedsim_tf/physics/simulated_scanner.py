@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 from fedsim_tf.physics import materials
 
+MATERIALS: tuple[str, ...] = ("learned", "fixmat")
+"""Material modes of the CT simulator: ``learned`` renders ``G_M``'s coarse attenuation map on the
+coarse grid, ``fixmat`` the fixed per-structure atlas of the label map on the label grid."""
+
 
 @dataclass(frozen=True)
 class SimulatedScanner:

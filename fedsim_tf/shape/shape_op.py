@@ -13,11 +13,13 @@ gradient is requested.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
 
+from fedsim_tf.anatomy import NUM_STRUCTURES
 from fedsim_tf.grid import Grid
 from fedsim_tf.shape.mesh import HeartMesh
 from fedsim_tf.shape.parameters import FiniteDifferenceSteps, num_shape_params
@@ -107,14 +109,68 @@ class ShapeRenderer:
                 f"upstream gradient must be [B, Z, Y, X] = {(len(params),) + self.grid.shape}, "
                 f"got {upstream.shape}"
             )
+        return self._central_differences(params, lambda heart, b: upstream[b][heart_mask(heart, self.grid)].sum())
+
+    def one_hot_vjp(self, params: np.ndarray, upstream: np.ndarray) -> np.ndarray:
+        """Finite-difference vector-Jacobian product of the one-hot label map.
+
+        Args:
+            params: ``[B, P]`` shape parameters.
+            upstream: ``[B, Z, Y, X, 8]`` gradient of a scalar loss w.r.t. the float one-hot map
+                (channel ``c`` = label ``c``, 0 background).
+
+        Returns:
+            ``[B, P]`` float64 ``sum(upstream * (onehot(p + h_i e_i) - onehot(p - h_i e_i))) / (2 h_i)``.
+        """
+        params = self._check(params)
+        upstream = np.asarray(upstream, dtype=np.float64)
+        if upstream.shape != (len(params),) + self.grid.shape + (NUM_STRUCTURES + 1,):
+            raise ValueError(f"upstream gradient must be [B, Z, Y, X, {NUM_STRUCTURES + 1}] = "
+                             f"{(len(params),) + self.grid.shape + (NUM_STRUCTURES + 1,)}, got {upstream.shape}")
+        return self._central_differences(params, lambda heart, b: np.take_along_axis(
+            upstream[b], voxelize(heart, self.grid)[..., None].astype(np.intp), axis=-1).sum())
+
+    def _central_differences(self, params: np.ndarray, total: Callable[[HeartMesh, int], float]) -> np.ndarray:
+        """``[B, P]``: ``(total(p + h_i e_i) - total(p - h_i e_i)) / (2 h_i)`` of each sample ``b``, where
+        ``total(heart, b)`` is a scalar of the voxelised heart."""
         offsets = np.concatenate([np.diag(self.steps), -np.diag(self.steps)])  # [2P, P]
         grads = np.empty(params.shape)
         for b in range(len(params)):
-            totals = np.array(
-                [upstream[b][heart_mask(h, self.grid)].sum() for h in self.hearts(params[b] + offsets)]
-            )
+            totals = np.array([total(heart, b) for heart in self.hearts(params[b] + offsets)])
             grads[b] = (totals[: self.num_params] - totals[self.num_params :]) / (2.0 * self.steps)
         return grads
+
+
+def _with_finite_differences(
+    params: tf.Tensor, value: tf.Tensor, vjp: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> tf.Tensor:
+    """``value`` (a function of ``params`` computed without gradient) with the gradient ``vjp(params,
+    upstream)`` (a NumPy finite-difference vector-Jacobian product, ``[B, P]`` float64)."""
+
+    @tf.custom_gradient
+    def _op(p: tf.Tensor) -> tuple[tf.Tensor, object]:
+        def _grad(upstream: tf.Tensor) -> tf.Tensor:
+            g = tf.numpy_function(vjp, [p, upstream], tf.float64, stateful=False)
+            g.set_shape(p.shape)
+            return tf.cast(g, p.dtype)
+
+        return value, _grad
+
+    return _op(params)
+
+
+def _labels(params: tf.Tensor, renderer: ShapeRenderer) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(float params [B, P], uint8 labels [B, Z, Y, X])``, checked."""
+    params = tf.convert_to_tensor(params)
+    if not params.dtype.is_floating:
+        params = tf.cast(params, tf.float32)
+    if params.shape.rank != 2 or params.shape[1] != renderer.num_params:
+        raise ValueError(
+            f"render_shapes params must be [B, {renderer.num_params}], got shape {params.shape}"
+        )
+    labels = tf.numpy_function(renderer.labels, [params], tf.uint8, stateful=False)
+    labels.set_shape([params.shape[0], *renderer.grid.shape])
+    return params, labels
 
 
 def render_shapes(params: tf.Tensor, renderer: ShapeRenderer) -> tuple[tf.Tensor, tf.Tensor]:
@@ -130,24 +186,23 @@ def render_shapes(params: tf.Tensor, renderer: ShapeRenderer) -> tuple[tf.Tensor
         gradient; ``mask``: ``[B, Z, Y, X]`` float32 binary heart mask (``labels > 0``) whose
         gradient w.r.t. ``params`` is the central finite difference described above.
     """
-    params = tf.convert_to_tensor(params)
-    if not params.dtype.is_floating:
-        params = tf.cast(params, tf.float32)
-    if params.shape.rank != 2 or params.shape[1] != renderer.num_params:
-        raise ValueError(
-            f"render_shapes params must be [B, {renderer.num_params}], got shape {params.shape}"
-        )
-    volume_shape = [params.shape[0], *renderer.grid.shape]
-    labels = tf.numpy_function(renderer.labels, [params], tf.uint8, stateful=False)
-    labels.set_shape(volume_shape)
+    params, labels = _labels(params, renderer)
+    mask = _with_finite_differences(params, tf.cast(labels > 0, tf.float32), renderer.mask_vjp)
+    return tf.cast(labels, tf.int32), mask
 
-    @tf.custom_gradient
-    def _mask(p: tf.Tensor) -> tuple[tf.Tensor, object]:
-        def _grad(upstream: tf.Tensor) -> tf.Tensor:
-            g = tf.numpy_function(renderer.mask_vjp, [p, upstream], tf.float64, stateful=False)
-            g.set_shape(p.shape)
-            return tf.cast(g, p.dtype)
 
-        return tf.cast(labels > 0, tf.float32), _grad
+def render_one_hot(params: tf.Tensor, renderer: ShapeRenderer) -> tf.Tensor:
+    """One-hot label maps of a batch of shape parameter vectors, differentiable by finite differences.
 
-    return tf.cast(labels, tf.int32), _mask(params)
+    Args:
+        params: ``[B, P]`` float shape parameters.
+        renderer: the SSM, grid and finite-difference steps.
+
+    Returns:
+        ``[B, Z, Y, X, 8]`` float32 one-hot labels (channel 0 background, 1..7 the anatomy indices); the
+        gradient w.r.t. ``params`` is the central finite difference of :meth:`ShapeRenderer.one_hot_vjp`.
+        The semi-supervised stage trains ``G_S`` through it (the GAN is conditioned on these maps).
+    """
+    params, labels = _labels(params, renderer)
+    one_hot = tf.one_hot(tf.cast(labels, tf.int32), NUM_STRUCTURES + 1, dtype=tf.float32)
+    return _with_finite_differences(params, one_hot, renderer.one_hot_vjp)

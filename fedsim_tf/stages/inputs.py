@@ -19,14 +19,14 @@ from fedsim_tf.data.case import Case
 from fedsim_tf.data.errors import DataError
 from fedsim_tf.data.labels import LabelTable, default_table, load_label_table
 from fedsim_tf.data.layouts import find_cases
-from fedsim_tf.data.phantoms import ensure_phantom_hospitals
+from fedsim_tf.data.phantoms import phantom_folders
 from fedsim_tf.data.preprocess import PreprocessConfig
 from fedsim_tf.data.site import Site, load_site
 from fedsim_tf.data.splits import fold_split, label_sizes, make_splits
 from fedsim_tf.errors import UserInputError
+from fedsim_tf.models.generative_model import TrainingSet
 from fedsim_tf.options import CommonConfig
 
-PHANTOM_SEED = 0  # the embedded data set is one fixed draw, independent of the run's --seed
 SPLIT_SEED = 0  # one split per site and case list, independent of the run's --seed
 
 
@@ -43,14 +43,7 @@ def site_folders(common: CommonConfig) -> list[str]:
     """The ``--data_dir`` folders, or the phantom hospitals (generated on first use)."""
     if common.data_dirs:
         return list(common.data_dirs)
-    folders = ensure_phantom_hospitals(
-        common.phantom_dir,
-        small=common.phantom_small,
-        seed=PHANTOM_SEED,
-        workers=2,
-        volumes_per_site=common.phantom_volumes if common.phantom_small else None,
-    )
-    return [str(folder) for folder in folders]
+    return [str(folder) for folder in phantom_folders(common)]
 
 
 def _layout_and_table(common: CommonConfig) -> tuple[str, LabelTable]:
@@ -166,3 +159,17 @@ def load_synthetic(folder: str, common: CommonConfig) -> Site:
 def fold_cases(site: Site, plan: SitePlan, fold: int) -> dict[str, list[Case]]:
     """The cases of one fold: ``train_labelled``, ``train_unlabelled``, ``val``, ``test``."""
     return {part: [site.cases[case_id] for case_id in ids] for part, ids in plan.fold_ids(fold).items()}
+
+
+def generator_sites(plans: list[SitePlan], common: CommonConfig) -> list[SitePlan]:
+    """The sites the generative model learns from: every site, or with ``--single_site`` only ``--site``
+    (the first site when ``--site`` is empty)."""
+    return [pick_site(plans, common.site)] if common.single_site else plans
+
+
+def training_set(plans: list[SitePlan], common: CommonConfig) -> TrainingSet:
+    """What the generative model of this command line trains on: ``--fold``, ``--seed`` and the labelled
+    training cases of each of its sites (:func:`generator_sites`); the key of the generator run and of
+    everything built on it."""
+    return TrainingSet(common.fold, common.seed, {plan.name: plan.fold_ids(common.fold)["train_labelled"]
+                                                  for plan in generator_sites(plans, common)})

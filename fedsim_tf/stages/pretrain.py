@@ -2,14 +2,16 @@
 
 ``python -m fedsim_tf.main --stage=pretrain [--flagfile=flags/paper.cfg]``
 
-Data: the labelled training split (fold ``--fold``, ``--label_size``) of **every** site, pooled
-(``G_S`` and ``G_M`` model shapes and materials across sites, Sec. 2.3); each volume gets its own
-latent code. See :mod:`fedsim_tf.training.glo` for the losses and optimisers and
+Data: the labelled training split (fold ``--fold``, ``--label_size``) of every site, pooled (``G_S``
+and ``G_M`` model shapes and materials across sites, Sec. 2.3), or with ``--single_site`` of ``--site``
+alone (the paper's single-site simulation); each volume gets its own latent code. See :mod:`fedsim_tf.training.glo` for the losses and optimisers and
 :mod:`fedsim_tf.training.pretraining` for the run.
 
 Label grid of the generated shapes: the cases' grid shape and spacing (heart-centred crops), centred
 on the SSM mean shape's centre, so a generated mask and a real mask are compared voxel by voxel
 in the same heart-centred frame. Material/coarse CT grid: its ``--coarse_size`` block-mean grid.
+``G_S``'s translation and scale ranges are fitted to the training hearts (``--pose_bounds=data``,
+:mod:`fedsim_tf.shape.pose_bounds`), so generated hearts can reach adult and paediatric sizes alike.
 
 Outputs: the run folder ``<work_dir>/pretrain/<fold, seed, label sizes>/`` of
 :mod:`fedsim_tf.models.generative_model` (``model.json``, ``checkpoints/``, ``latent_gaussian.npz``,
@@ -30,31 +32,31 @@ from absl import flags, logging
 from fedsim_tf.data.case import Case
 from fedsim_tf.errors import UserInputError
 from fedsim_tf.grid import Grid
-from fedsim_tf.models.generative_model import GenerativeModel, PretrainRun, TrainingSet, generation_grid
+from fedsim_tf.models.generative_model import GenerativeModel, GeneratorRun, generation_grid
 from fedsim_tf.options import CommonConfig, common_config_from_flags, perceptual_from_flags
 from fedsim_tf.physics import materials
 from fedsim_tf.physics.simulated_scanner import SimulatedScanner
 from fedsim_tf.shape.fitting import fit_ssm_from_labels
 from fedsim_tf.shape.parameters import FiniteDifferenceSteps, ShapeBounds
+from fedsim_tf.shape.pose_bounds import data_bounds
 from fedsim_tf.shape.ssm import StatisticalShapeModel, default_ssm
-from fedsim_tf.stages import inputs
+from fedsim_tf.stages import glo_flags, inputs
 from fedsim_tf.training.glo_settings import GLOSettings
 
 flags.DEFINE_integer("latent_dim", 16, "pretrain: size of the GLO latent codes.", lower_bound=1)
 flags.DEFINE_integer("pretrain_steps", 300, "pretrain: optimisation steps.", lower_bound=0)
-flags.DEFINE_integer("pretrain_batch", 2, "pretrain: volumes per step.", lower_bound=1)
-flags.DEFINE_float("lr_shape", 1e-3, "pretrain: Adam learning rate of the shape generator G_S.", lower_bound=0.0)
-flags.DEFINE_float("lr_material", 1e-3, "pretrain: Adam learning rate of the material generator G_M.",
-                   lower_bound=0.0)
-flags.DEFINE_float("lr_latent", 1e-2, "pretrain: RMSprop learning rate of the latent codes.", lower_bound=0.0)
-flags.DEFINE_float("perceptual_weight", 1.0, "pretrain: weight of the perceptual loss.", lower_bound=0.0)
 flags.DEFINE_string("ssm", "default", "Shape model: default (built in), build (fit one to the sites' labelled "
                     "training volumes) or a .npz file.")
 flags.DEFINE_float("mode_limit", 3.0, "G_S: SSM weights lie within +- this many standard deviations.",
                    lower_bound=0.0)
 flags.DEFINE_float("max_rotation_deg", 15.0, "G_S: rotation-vector components within +- degrees.", lower_bound=0.0)
-flags.DEFINE_float("max_translation_mm", 20.0, "G_S: translations within +- mm.", lower_bound=0.0)
-flags.DEFINE_float("max_log_scale", 0.15, "G_S: log of the isotropic scale within +- this.", lower_bound=0.0)
+flags.DEFINE_enum("pose_bounds", "data", ["data", "fixed"], "G_S: ranges of translation and log-scale: data "
+                  "(centred on the poses fitted to the training labels, reaching every training heart plus "
+                  "--max_translation_mm / --max_log_scale) or fixed (+- those values about the SSM mean).")
+flags.DEFINE_float("max_translation_mm", 20.0, "G_S: translation range, +- mm (with --pose_bounds=data: the margin "
+                   "beyond the training hearts).", lower_bound=0.0)
+flags.DEFINE_float("max_log_scale", 0.15, "G_S: range of the log of the isotropic scale, +- this (with "
+                   "--pose_bounds=data: the margin beyond the training hearts).", lower_bound=0.0)
 flags.DEFINE_float("fd_step_mode", 0.25, "Finite-difference half-step of SSM weights (std units).", lower_bound=0.0)
 flags.DEFINE_float("fd_step_rotation_deg", 2.0, "Finite-difference half-step of rotations (degrees).",
                    lower_bound=0.0)
@@ -65,9 +67,6 @@ flags.DEFINE_integer("ct_views", 48, "CT simulator: projections over a full circ
 flags.DEFINE_float("ct_sid_mm", 750.0, "CT simulator: source-isocentre distance (mm).", lower_bound=0.0)
 flags.DEFINE_float("ct_sdd_mm", 1200.0, "CT simulator: source-detector distance (mm).", lower_bound=0.0)
 flags.DEFINE_float("ct_kev", materials.REFERENCE_KEV, "CT simulator: effective energy (keV) of the HU calibration.")
-flags.DEFINE_integer("checkpoint_every", 50, "pretrain: steps between checkpoints.", lower_bound=1)
-flags.DEFINE_integer("log_every", 10, "pretrain: steps between TensorBoard scalars (images: 10x rarer).",
-                     lower_bound=1)
 
 FLAGS = flags.FLAGS
 
@@ -84,6 +83,7 @@ class PretrainConfig:
     perceptual: str = "auto"
     ssm: str = "default"
     bounds: ShapeBounds = ShapeBounds()
+    pose_bounds: str = "data"
     fd_steps: FiniteDifferenceSteps = FiniteDifferenceSteps()
     scanner: SimulatedScanner = SimulatedScanner()
 
@@ -113,17 +113,14 @@ def config_from_flags() -> PretrainConfig:
     return PretrainConfig(
         common=common,
         latent_dim=FLAGS.latent_dim,
-        glo=GLOSettings(
-            seed=common.seed, batch_size=FLAGS.pretrain_batch, lr_shape=FLAGS.lr_shape,
-            lr_material=FLAGS.lr_material, lr_latent=FLAGS.lr_latent, perceptual_weight=FLAGS.perceptual_weight,
-            steps=FLAGS.pretrain_steps, checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every,
-        ),
+        glo=glo_flags.glo_settings_from_flags(common, FLAGS.pretrain_steps),
         perceptual=perceptual_from_flags(),
         ssm=FLAGS.ssm,
         bounds=ShapeBounds(
             mode_limit=FLAGS.mode_limit, rotation_rad=math.radians(FLAGS.max_rotation_deg),
             translation_mm=FLAGS.max_translation_mm, log_scale=FLAGS.max_log_scale,
         ),
+        pose_bounds=FLAGS.pose_bounds,
         fd_steps=FiniteDifferenceSteps(
             mode_std=FLAGS.fd_step_mode, rotation_rad=math.radians(FLAGS.fd_step_rotation_deg),
             translation_mm=FLAGS.fd_step_translation_mm or None, log_scale=FLAGS.fd_step_log_scale,
@@ -151,7 +148,7 @@ def case_grid(cases: list[tuple[str, Case]]) -> Grid:
     return first
 
 
-def shape_model(spec: str, cases: list[tuple[str, Case]], run: PretrainRun) -> tuple[StatisticalShapeModel, str]:
+def shape_model(spec: str, cases: list[tuple[str, Case]], run: GeneratorRun) -> tuple[StatisticalShapeModel, str]:
     """Resolve ``--ssm``: the shape model and how ``model.json`` records it (``default`` or a path).
 
     ``build`` fits one to the labelled training volumes (once; saved in the run folder).
@@ -178,16 +175,22 @@ def run(config: PretrainConfig) -> object:
         The :class:`~fedsim_tf.training.glo.GLOTrainer` after the last step.
     """
     common = config.common
-    plans = inputs.plan_sites(common)
-    labelled = {plan.name: plan.fold_ids(common.fold)["train_labelled"] for plan in plans}
-    pretrain_run = PretrainRun(common.work_dir, TrainingSet(common.fold, common.seed, labelled))
+    plans = inputs.generator_sites(inputs.plan_sites(common), common)
+    pretrain_run = GeneratorRun(common.work_dir, inputs.training_set(plans, common))
     sites = [inputs.load_plan(plan, common) for plan in plans]
-    cases = [(site.name, site.cases[case_id]) for site in sites for case_id in labelled[site.name]]
-    grid = case_grid(cases)
+    cases = [(site.name, site.cases[case_id]) for site in sites
+             for case_id in pretrain_run.training_set.labelled[site.name]]
     ssm, record = shape_model(config.ssm, cases, pretrain_run)
+    label_grid = generation_grid(case_grid(cases), ssm)
+    bounds = config.bounds
+    if config.pose_bounds == "data":
+        bounds = data_bounds(np.stack([case.label > 0 for _, case in cases]), label_grid, ssm, config.bounds)
+        logging.info("pretrain: pose ranges from the %d training hearts: translation (%s) +- %.1f mm, log-scale "
+                     "%.3f +- %.3f", len(cases), ", ".join(f"{t:.1f}" for t in bounds.translation_centre_mm),
+                     bounds.translation_mm, bounds.log_scale_centre, bounds.log_scale)
     model = GenerativeModel(
-        latent_dim=config.latent_dim, n_modes=int(np.asarray(ssm.stddevs).shape[0]), bounds=config.bounds,
-        label_grid=generation_grid(grid, ssm), coarse_size=common.coarse_size, scanner=config.scanner,
+        latent_dim=config.latent_dim, n_modes=int(np.asarray(ssm.stddevs).shape[0]), bounds=bounds,
+        label_grid=label_grid, coarse_size=common.coarse_size, scanner=config.scanner,
         fd_steps=config.fd_steps, ssm=record,
     )
     pretrain_run.write_model(model)

@@ -25,13 +25,10 @@ from absl import flags, logging
 from fedsim_tf.data.labels import MMWHS_TABLE, encode_labels
 from fedsim_tf.data.nifti import write_nifti
 from fedsim_tf.intensity import unit_to_hu
-from fedsim_tf.models.generative_model import PretrainRun, TrainingSet
+from fedsim_tf.models.generative_model import GeneratorRun
 from fedsim_tf.options import CommonConfig, common_config_from_flags
 from fedsim_tf.stages import inputs
 from fedsim_tf.training.progress import Progress
-
-flags.DEFINE_integer("num_samples", 20, "sample: number of label maps + coarse CT volumes to write (paper: 20).",
-                     lower_bound=1)
 
 FLAGS = flags.FLAGS
 
@@ -44,27 +41,21 @@ class SampleConfig:
 
     common: CommonConfig
     num_samples: int = 20
+    generator: str = "pretrain"
 
 
 def config_from_flags() -> SampleConfig:
     """Read the sample flags."""
-    return SampleConfig(common=common_config_from_flags(), num_samples=FLAGS.num_samples)
+    return SampleConfig(common=common_config_from_flags(), num_samples=FLAGS.num_samples, generator=FLAGS.generator)
 
 
-def pretrain_run(common: CommonConfig) -> PretrainRun:
-    """The pre-training run of this command line's fold, label sizes and seed."""
-    plans = inputs.plan_sites(common)
-    labelled = {plan.name: plan.fold_ids(common.fold)["train_labelled"] for plan in plans}
-    return PretrainRun(common.work_dir, TrainingSet(common.fold, common.seed, labelled))
-
-
-def write_samples(run_dir: PretrainRun, out_dir: str, seed: int, count: int) -> list[str]:
+def write_samples(run_dir: GeneratorRun, out_dir: str, seed: int, count: int) -> list[str]:
     """Draw ``count`` samples (codes seeded by ``seed``) from a finished pre-training run and write them
     under ``out_dir``; returns the written label paths."""
     model = run_dir.load_model(needed_by=f"--stage={STAGE}")
     gaussian_path = run_dir.require_gaussian(needed_by=f"--stage={STAGE}")
 
-    from fedsim_tf.synthesis.pretrained import PretrainedModel, sample_codes  # TensorFlow loads here
+    from fedsim_tf.training.pretrained import PretrainedModel, sample_codes  # TensorFlow loads here
 
     pretrained = PretrainedModel(run_dir, model)
     codes = sample_codes(gaussian_path, seed, count)
@@ -85,6 +76,7 @@ def write_samples(run_dir: PretrainRun, out_dir: str, seed: int, count: int) -> 
 
 def run(config: SampleConfig) -> list[str]:
     """The stage: the pre-training run of this fold, label sizes and seed -> ``<work_dir>/samples/<run>/``."""
-    run_dir = pretrain_run(config.common)
+    run_dir = GeneratorRun(config.common.work_dir, inputs.training_set(inputs.plan_sites(config.common), config.common),
+                           config.generator)
     out_dir = os.path.join(config.common.work_dir, "samples", run_dir.training_set.name)
     return write_samples(run_dir, out_dir, config.common.seed, config.num_samples)

@@ -2,7 +2,7 @@
 
 ``python -m fedsim_tf.main --stage=segment --mode=lower|upper|finetune [--flagfile=flags/paper.cfg]``
 
-Modes (one site, ``--site``; folds of :mod:`fedsim_tf.data.splits`):
+Modes (one site, ``--site``, the first when empty; folds of :mod:`fedsim_tf.data.splits`):
 
 * ``lower``: train on the ``L`` labelled training volumes of the fold (``--label_size``; 0 = the
   paper's smaller size) -- Table 3's "Lower Bound".
@@ -46,8 +46,8 @@ METHOD_NAMES: dict[str, str] = {"lower": "Lower Bound", "upper": "Upper Bound"}
 
 flags.DEFINE_enum("mode", "lower", list(MODES), "segment: lower (L labels), upper (all labels) or finetune "
                   "(pre-train on --synthetic_dir, fine-tune on L labels).")
-flags.DEFINE_string("synthetic_dir", "", "segment --mode=finetune: folder of labelled synthetic NIfTI volumes.")
-flags.DEFINE_string("site", "", "segment: site to evaluate (site name or --data_dir folder); empty = the first.")
+flags.DEFINE_string("synthetic_dir", "", "segment --mode=finetune: folder of labelled synthetic NIfTI volumes; "
+                    "'{fold}' in it is replaced by each fold's index (synthetic sets are made per fold).")
 flags.DEFINE_integer("folds", 5, "segment: run folds 0..folds-1; 1 = only the shared --fold.", lower_bound=1)
 flags.DEFINE_enum("unet", "cicek", list(UNET_NAMES), "segment: 3D U-Net configuration.")
 flags.DEFINE_integer("seg_batch_size", 1, "segment: volumes per step (paper: 1 single-site, 3 federated).",
@@ -76,7 +76,6 @@ class SegmentConfig:
 
     common: CommonConfig
     mode: str
-    site: str
     folds: int
     training: SegmentationSettings
     synthetic_dir: str = ""
@@ -96,8 +95,10 @@ def config_from_flags() -> SegmentConfig:
     if FLAGS.mode == "finetune":
         if not FLAGS.synthetic_dir:
             raise UserInputError("--mode=finetune needs --synthetic_dir (a folder of labelled synthetic volumes)")
-        if not os.path.isdir(FLAGS.synthetic_dir):
-            raise UserInputError(f"--synthetic_dir={FLAGS.synthetic_dir}: no such folder")
+        folds = [common.fold] if FLAGS.folds == 1 else range(FLAGS.folds)
+        for folder in dict.fromkeys(FLAGS.synthetic_dir.replace("{fold}", str(fold)) for fold in folds):
+            if not os.path.isdir(folder):
+                raise UserInputError(f"--synthetic_dir={FLAGS.synthetic_dir}: no such folder {folder}")
         if FLAGS.seg_pretrain_steps == 0:
             raise UserInputError("--mode=finetune needs --seg_pretrain_steps > 0 (0 would train without pre-training)")
     elif FLAGS.synthetic_dir:
@@ -110,7 +111,7 @@ def config_from_flags() -> SegmentConfig:
         lr_schedule=FLAGS.seg_lr_schedule, val_every=FLAGS.val_every, augment=FLAGS.seg_augment,
         patch_size=FLAGS.seg_patch_size, seed=common.seed,
     )
-    return SegmentConfig(common=common, mode=FLAGS.mode, site=FLAGS.site, folds=FLAGS.folds, training=training,
+    return SegmentConfig(common=common, mode=FLAGS.mode, folds=FLAGS.folds, training=training,
                          synthetic_dir=FLAGS.synthetic_dir)
 
 
@@ -131,6 +132,35 @@ def run_name(config: SegmentConfig, site: str, label_size: int) -> str:
     return f"{name}_{_synthetic_name(config)}" if config.mode == "finetune" else name
 
 
+def synthetic_folder(config: SegmentConfig, fold: int) -> str:
+    """The synthetic set of ``fold`` (``{fold}`` in ``--synthetic_dir`` replaced by its index)."""
+    return config.synthetic_dir.replace("{fold}", str(fold))
+
+
+def check_synthetic_set(folder: str, site: str, fold: int, held_out: list[str]) -> None:
+    """Refuse a synthetic set made by ``--stage=synthesize`` for another fold or site, or from a
+    generator that saw any of the fold's validation or test volumes (``held_out``).
+
+    A folder without ``manifest.json`` (a user's own set) cannot be checked and is used as it is.
+    """
+    path = os.path.join(folder, "manifest.json")
+    if not os.path.isfile(path):
+        logging.warning("segment: %s has no manifest.json; its provenance (fold, training volumes) is not checked",
+                        folder)
+        return
+    with open(path, encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    seen = {case for ids in manifest.get("trained_on", {}).get("labelled", {}).values() for case in ids}
+    if manifest.get("fold") != fold or manifest.get("site") != site:
+        raise UserInputError(f"--synthetic_dir: {folder} was synthesized for site {manifest.get('site')} fold "
+                             f"{manifest.get('fold')}, not site {site} fold {fold}; use '{{fold}}' in --synthetic_dir "
+                             "and the synthetic set of each fold")
+    leaked = sorted(seen & set(held_out))
+    if leaked:
+        raise UserInputError(f"--synthetic_dir: {folder} comes from a generator trained on {', '.join(leaked)}, "
+                             f"validation/test volumes of fold {fold}")
+
+
 def run(config: SegmentConfig) -> dict[str, object]:
     """Run the configured folds (skipping finished ones) and write the run's results.
 
@@ -138,23 +168,32 @@ def run(config: SegmentConfig) -> dict[str, object]:
         The run record (schema in :mod:`fedsim_tf.evaluation.report`).
     """
     common = config.common
-    plan = inputs.pick_site(inputs.plan_sites(common), config.site)
+    plan = inputs.pick_site(inputs.plan_sites(common), common.site)
     size = plan.n_train if config.mode == "upper" else plan.label_size
     fold_ids = {fold: plan.fold_ids(fold, size) for fold in config.fold_indices()}
     name = run_name(config, plan.name, size)
+    synthetic = {}
+    if config.mode == "finetune":
+        for fold, ids in fold_ids.items():
+            folder = synthetic_folder(config, fold)
+            check_synthetic_set(folder, plan.name, fold, ids["val"] + ids["test"])
+            synthetic[fold] = folder
     site = inputs.load_plan(plan, common)
-    synthetic = None if config.mode != "finetune" else inputs.load_synthetic(config.synthetic_dir, common)
+    loaded = {folder: inputs.load_synthetic(folder, common) for folder in dict.fromkeys(synthetic.values())}
 
     from fedsim_tf.training import segmentation  # TensorFlow loads here, once the inputs are checked
 
-    pretrain = None
-    if synthetic is not None:
-        ids = [case_id for case_id, case in synthetic.cases.items() if case.label is not None]
-        pretrain = segmentation.volumes_from_cases(synthetic.cases, ids, f"--synthetic_dir={config.synthetic_dir}")
-    results = []
+    results, pretrain_records = [], []
     for fold, ids in fold_ids.items():
         fold_dir = os.path.join(common.work_dir, "segment", name, f"fold{fold}")
         result_path = os.path.join(fold_dir, "result.json")
+        pretrain = None
+        if fold in synthetic:
+            cases = loaded[synthetic[fold]].cases
+            labelled = [case_id for case_id, case in cases.items() if case.label is not None]
+            pretrain = segmentation.volumes_from_cases(cases, labelled, f"--synthetic_dir={synthetic[fold]}")
+            pretrain_records.append({"fold": fold, "source": synthetic[fold], "cases": list(pretrain.ids),
+                                     "steps": config.training.pretrain_steps})
         if os.path.exists(result_path):
             logging.info("segment %s fold %d: finished earlier, reading %s", config.mode, fold, result_path)
             with open(result_path, encoding="utf-8") as stream:
@@ -167,17 +206,15 @@ def run(config: SegmentConfig) -> dict[str, object]:
             pretrain=pretrain,
         )
         if pretrain is not None and pretrain.images.shape[1:] != data.train.images.shape[1:]:
-            raise UserInputError(f"--synthetic_dir={config.synthetic_dir}: volumes of size "
-                                 f"{pretrain.images.shape[1:]} differ from the site's {data.train.images.shape[1:]}")
+            raise UserInputError(f"--synthetic_dir={synthetic[fold]}: volumes of size {pretrain.images.shape[1:]} "
+                                 f"differ from the site's {data.train.images.shape[1:]}")
         log_dir = os.path.join(common.work_dir, "logs", "segment", name, f"fold{fold}")
         result = segmentation.train_fold(config.training, data, fold, fold_dir, log_dir, f"segment {config.mode}")
         report.write_json_atomic(result_path, result)
         logging.info("segment %s fold %d: test Dice %.4f +- %.4f", config.mode, fold, result["mean"], result["std"])
         results.append(result)
-    pretrain_record = None if pretrain is None else {
-        "source": config.synthetic_dir, "cases": list(pretrain.ids), "steps": config.training.pretrain_steps}
     record = report.build_report(name, method_name(config), site.name, size, common.seed,
-                                 config.to_json(), results, pretrain=pretrain_record)
+                                 config.to_json(), results, pretrain=pretrain_records or None)
     json_path, table_path = report.write_report(os.path.join(common.work_dir, "results"), record)
     logging.info("segment %s: Dice %s %% over %d volumes; results %s, table %s", config.mode,
                  report.format_cell(record["mean"], record["std"]),

@@ -12,6 +12,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from fedsim_tf.errors import UserInputError
+
 
 class StageCheckpoint:
     """Checkpointing for one stage under ``<work_dir>/<stage>/checkpoints``.
@@ -35,9 +37,20 @@ class StageCheckpoint:
         return self._manager.latest_checkpoint
 
     def restore_latest(self) -> int:
-        """Restore the latest checkpoint if there is one; returns the step to continue from (0 if none)."""
-        if self._manager.latest_checkpoint:
-            self._checkpoint.restore(self._manager.latest_checkpoint).expect_partial()
+        """Restore the latest checkpoint if there is one; returns the step to continue from (0 if none).
+
+        Raises:
+            UserInputError: naming the checkpoint when it cannot be read (truncated or corrupt files, or
+                variables of other shapes).
+        """
+        latest = self._manager.latest_checkpoint
+        if latest:
+            try:
+                self._checkpoint.restore(latest).expect_partial()
+            except Exception as error:  # TensorFlow's reader fails in many ways on bad files (DataLoss, Index, ...)
+                first = (str(error).strip().splitlines() or [""])[0]
+                raise UserInputError(f"{latest}: unreadable checkpoint ({type(error).__name__}: {first}); delete "
+                                     f"{os.path.dirname(latest)} to start that stage over") from error
         return int(self.step.numpy())
 
     def save(self, step: int) -> str:

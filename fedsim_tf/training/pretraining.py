@@ -2,7 +2,7 @@
 model, optimise them with the codes (:class:`fedsim_tf.training.glo.GLOTrainer`), checkpoint, log and
 fit the latent Gaussian.
 
-Outputs go to the run's folder (:class:`fedsim_tf.models.generative_model.PretrainRun`):
+Outputs go to the run's folder (:class:`fedsim_tf.models.generative_model.GeneratorRun`):
 ``checkpoints/`` (a rerun resumes from the latest) and ``latent_gaussian.npz`` (Ledoit-Wolf Gaussian
 of the codes, written when training ends). TensorBoard: ``<log_dir>`` (losses, IoU, learning rates,
 middle slices; per site).
@@ -16,7 +16,7 @@ from absl import logging
 
 from fedsim_tf.data.case import Case
 from fedsim_tf.losses.generation import PerceptualLoss, perceptual_backbone
-from fedsim_tf.models.generative_model import GenerativeModel, PretrainRun
+from fedsim_tf.models.generative_model import GenerativeModel, GeneratorRun
 from fedsim_tf.models.generators import build_generators
 from fedsim_tf.physics.ct_simulator import simulator_for
 from fedsim_tf.shape.shape_op import ShapeModel
@@ -72,7 +72,7 @@ def _log_scalars(
 
 
 def train(
-    run: PretrainRun,
+    run: GeneratorRun,
     model: GenerativeModel,
     targets: GLOTargets,
     ssm: ShapeModel,

@@ -2,7 +2,11 @@
 
 Usage::
 
-    python -m pyronn_ops.examples.fdk --out fdk.png --size 48 --views 120
+    python -m pyronn_ops.examples.fdk --out=fdk.png --size=48 --views=120
+
+An absl app like the fedsim_tf entry points: flags at the top, a bad command line ends with one
+``error: ...`` line on stderr and exit code 2, checked before TensorFlow loads (the CT operators are
+imported only once the flags are valid).
 
 Writes the central axial, coronal and sagittal slices of the phantom, the reconstruction and their
 difference as one grey-scale PNG (rows: phantom, reconstruction, difference; window [-0.1, 0.5]
@@ -11,27 +15,34 @@ for the first two, [-0.2, 0.2] for the difference) and prints the error figures.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
+import sys
 import tempfile
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 import numpy as np
+from absl import app, flags
 from PIL import Image
 from scipy import ndimage
 
-from pyronn_ops.fdk import fdk_reconstruction
-from pyronn_ops.geometry import GeometryCone3D
-from pyronn_ops.ops import cone_projection3d
-from pyronn_ops.phantoms import shepp_logan_3d
-from pyronn_ops.trajectory import circular_trajectory_3d
+flags.DEFINE_string("out", "fdk_example.png", "PNG output path (its folder must exist).")
+flags.DEFINE_integer("size", 48, "Volume edge in voxels.", lower_bound=16)
+flags.DEFINE_integer("views", 120, "Projections over 2 pi.", lower_bound=2)
+
+FLAGS = flags.FLAGS
+
+if TYPE_CHECKING:
+    from pyronn_ops.geometry import GeometryCone3D
 
 
 def example_geometry(size: int, views: int) -> GeometryCone3D:
     """A 96 mm field of view of ``size^3`` voxels; detector ``(1.25 size, 1.75 size)`` pixels covering
     the magnified volume (SID 750 mm, SDD 1200 mm, full ``2 pi`` scan)."""
+    from pyronn_ops.geometry import GeometryCone3D
+    from pyronn_ops.trajectory import circular_trajectory_3d
+
     voxel = 96.0 / size
     pixel = 2.0 * 64 / size
     detector = (int(round(1.25 * size)), int(round(1.75 * size)))
@@ -78,21 +89,32 @@ def write_png(path: str, phantom: np.ndarray, reconstruction: np.ndarray) -> Non
         raise
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    """Run the example; returns the printed figures."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="fdk_example.png", help="PNG output path")
-    parser.add_argument("--size", type=int, default=48, help="volume edge in voxels (>= 16)")
-    parser.add_argument("--views", type=int, default=120, help="projections over 2 pi")
-    args = parser.parse_args(argv)
-    if args.size < 16:
-        parser.error(f"--size must be >= 16, got {args.size}")
-    if args.views < 2:
-        parser.error(f"--views must be >= 2, got {args.views}")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        parser.error(f"--out: folder of {args.out} does not exist")
+def fail(message: str) -> NoReturn:
+    """End the program with ``error: <message>`` (one line) on stderr and exit code 2."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(2)
 
-    geometry = example_geometry(args.size, args.views)
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+    """absl flag parsing whose errors are one line and exit code 2."""
+    try:
+        rest = FLAGS(list(argv))
+    except flags.Error as error:
+        fail(str(error))
+    if len(rest) > 1:
+        fail(f"unexpected arguments: {' '.join(rest[1:])} (every input is a --flag)")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(FLAGS.out))):
+        fail(f"--out={FLAGS.out}: its folder does not exist")
+    return rest
+
+
+def run_example(out: str, size: int, views: int) -> dict[str, float]:
+    """Project and reconstruct the phantom, write the PNG; returns the printed figures."""
+    from pyronn_ops.fdk import fdk_reconstruction
+    from pyronn_ops.ops import cone_projection3d
+    from pyronn_ops.phantoms import shepp_logan_3d
+
+    geometry = example_geometry(size, views)
     phantom = shepp_logan_3d(geometry.volume_shape)
     start = time.perf_counter()
     sinogram = cone_projection3d(phantom[None], geometry)
@@ -100,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     reconstruction = fdk_reconstruction(sinogram, geometry).numpy()[0]
     finished = time.perf_counter()
 
-    centre = args.size // 2
+    centre = size // 2
     slab = slice(centre - 4, centre + 4)
     figures = {
         "rmse_central_slab": float(np.sqrt(np.mean((reconstruction[slab] - phantom[slab]) ** 2))),
@@ -108,13 +130,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         "projection_s": projected - start,
         "fdk_s": finished - projected,
     }
-    write_png(args.out, phantom, reconstruction)
+    write_png(out, phantom, reconstruction)
     print(f"geometry: {geometry}")
     for name, value in figures.items():
         print(f"{name}: {value:.4f}")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return figures
 
 
+def main(argv: Sequence[str]) -> None:
+    del argv
+    run_example(FLAGS.out, FLAGS.size, FLAGS.views)
+
+
 if __name__ == "__main__":
-    main()
+    app.run(main, flags_parser=parse_flags)

@@ -33,18 +33,24 @@ def test_linear_ramp_stays_linear_after_spacing_change(antialias: bool) -> None:
     np.testing.assert_allclose(out, _ramp_hu(target.voxel_centres()), atol=2e-3)
 
 
-def test_preprocess_case_gives_the_normalised_ramp_around_the_label_centroid() -> None:
+def test_preprocess_case_gives_the_normalised_ramp_around_the_crop_centre() -> None:
     source = diag_grid((40, 50, 60), (0.5, 0.6, 0.8), (-15.0, -15.0, -16.0))
     image = _ramp_hu(source.voxel_centres()).astype(np.float32)
     label = np.zeros(source.shape, np.uint8)
-    label[18:22, 23:27, 28:32] = 2  # centroid indices (i, j, k) = (29.5, 24.5, 19.5)
-    centre = np.array([-15 + 29.5 * 0.5, -15 + 24.5 * 0.6, -16 + 19.5 * 0.8])
+    label[18:22, 23:27, 28:32] = 2
+    centre = blood_pool_centre(image, source)  # the crop rule (tested on its own below)
     config = PreprocessConfig(spacing_mm=1.25, grid_size=16, coarse_size=4)
     case = preprocess_case(image, label, source, config, case_id="ramp")
     expected_grid = Grid.centred(16, 20.0, tuple(centre))
     np.testing.assert_allclose(case.grid.affine, expected_grid.affine, atol=1e-9)
-    hu = _ramp_hu(expected_grid.voxel_centres())
-    np.testing.assert_allclose(case.image, (hu + 200.0) / 500.0 - 1.0, atol=1e-5)
+    ijk = source.world_to_index(expected_grid.voxel_centres())
+    last = np.array(source.shape[::-1]) - 1
+    inside = np.all((ijk >= 3) & (ijk <= last - 3), axis=-1)  # 3 source voxels from the edge: anti-aliasing exact
+    outside = np.any((ijk < -1) | (ijk > last + 1), axis=-1)
+    assert inside.sum() > 500 and outside.sum() > 500  # the crop reaches past the source
+    hu = np.clip(_ramp_hu(expected_grid.voxel_centres()), -200.0, 800.0)
+    np.testing.assert_allclose(case.image[inside], ((hu + 200.0) / 500.0 - 1.0)[inside], atol=1e-5)
+    np.testing.assert_allclose(case.image[outside], -1.0, atol=1e-5)  # beyond the source: air
     assert case.image.dtype == np.float32 and case.coarse.shape == (4, 4, 4)
 
 
@@ -67,31 +73,39 @@ def _cube_case() -> tuple[np.ndarray, np.ndarray, Grid]:
     return image, label, grid
 
 
-def test_crop_is_centred_on_the_label_centroid() -> None:
+def test_the_crop_ignores_the_label() -> None:
+    # A blood cube (300 HU) labelled 4, and a decoy label far from it: the crop follows the image only,
+    # so the labelled and the unlabelled preprocessing of the same image share one grid.
     image, label, grid = _cube_case()
-    image[10:14, 20:24, 5:9] = 300
-    label[10:14, 20:24, 5:9] = 4  # centroid (x, y, z) = (6.5, 21.5, 11.5) mm
-    case = preprocess_case(image, label, grid, PreprocessConfig(1.0, 8, 4, antialias=False))
-    # output voxel (0, 0, 0) sits at centroid - 3.5 mm = (3, 18, 8): the cube lands on 2..5
-    np.testing.assert_allclose(case.grid.affine[:3, 3], [3.0, 18.0, 8.0])
-    expected = np.zeros((8, 8, 8), np.uint8)
-    expected[2:6, 2:6, 2:6] = 4
-    np.testing.assert_array_equal(case.label, expected)
-    np.testing.assert_array_equal(case.heart_mask, expected > 0)
-    np.testing.assert_allclose(case.image, np.where(expected > 0, 0.0, -0.6), atol=1e-6)  # 300, 0 HU
+    image[8:16, 20:28, 12:20] = 300
+    label[8:16, 20:28, 12:20] = 4
+    decoy = label.copy()
+    decoy[30:34, 30:34, 30:34] = 1
+    config = PreprocessConfig(1.0, 15, 5, antialias=False)
+    unlabelled = preprocess_case(image, None, grid, config)
+    for with_label in (label, decoy):
+        case = preprocess_case(image, with_label, grid, config)
+        np.testing.assert_array_equal(case.grid.affine, unlabelled.grid.affine)
+        np.testing.assert_array_equal(case.image, unlabelled.image)
+    # blood_pool_centre samples every 4th voxel (4 mm): the cube's samples 8, 12 (z), 20, 24 (y), 12, 16
+    # (x) average to (x, y, z) = (14, 22, 10) mm; voxel 0 of the 15^3 crop sits 7 mm below.
+    np.testing.assert_allclose(unlabelled.grid.affine[:3, 3], [7.0, 15.0, 3.0])
+    # The label lands on that grid: the cube spans mm 12..19 (x), 20..27 (y), 8..15 (z) -> voxels 5..12.
+    expected = np.zeros((15, 15, 15), np.uint8)
+    expected[5:13, 5:13, 5:13] = 4
+    np.testing.assert_array_equal(preprocess_case(image, label, grid, config).label, expected)
 
 
 def test_crop_pads_outside_the_field_of_view() -> None:
-    image, label, grid = _cube_case()
-    image[0:4, 0:4, 0:4] = 300
-    label[0:4, 0:4, 0:4] = 1  # centroid (1.5, 1.5, 1.5): the crop starts at -2 mm
-    case = preprocess_case(image, label, grid, PreprocessConfig(1.0, 8, 4, antialias=False))
-    inside = np.zeros((8, 8, 8), bool)
-    inside[2:, 2:, 2:] = True
-    np.testing.assert_array_equal(case.label[2:6, 2:6, 2:6], 1)
-    assert case.label[~inside].max() == 0
+    image, label, grid = _cube_case()  # 40^3 voxels of 1 mm
+    image[16:24, 16:24, 16:24] = 300
+    label[16:24, 16:24, 16:24] = 1  # samples 16, 20 per axis: centre (18, 18, 18) mm
+    case = preprocess_case(image, label, grid, PreprocessConfig(1.0, 48, 4, antialias=False))
+    np.testing.assert_allclose(case.grid.affine[:3, 3], [-5.5, -5.5, -5.5])  # 48 voxels reach past 0..39
+    inside = np.zeros((48, 48, 48), bool)
+    inside[6:46, 6:46, 6:46] = True  # output voxels at 0.5 .. 39.5 mm read the source
     np.testing.assert_allclose(case.image[~inside], -1.0)  # padding reads as air
-    np.testing.assert_allclose(case.image[6:, 6:, 6:], -0.6, atol=1e-6)  # body at 0 HU
+    assert case.label[~inside].max() == 0 and case.label.sum() == 8**3
 
 
 def test_hu_normalisation_values() -> None:

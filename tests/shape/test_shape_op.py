@@ -10,7 +10,7 @@ import tensorflow as tf
 from fedsim_tf.grid import Grid
 from fedsim_tf.shape.pose import apply_pose
 from fedsim_tf.shape.parameters import FiniteDifferenceSteps
-from fedsim_tf.shape.shape_op import ShapeRenderer, render_shapes
+from fedsim_tf.shape.shape_op import ShapeRenderer, render_one_hot, render_shapes
 from fedsim_tf.shape.voxelize import heart_mask, voxelize
 from tests.shape.toy_heart import ToySSM
 
@@ -178,3 +178,36 @@ def test_default_ssm_renders_and_differentiates(tmp_path) -> None:
     assert loss > 0.05 and np.all(np.isfinite(grad))
     assert grad[0, 17] > 0  # moving back (-x) towards the target lowers the loss
     assert np.any(grad[0, :3] != 0)
+
+
+def reference_one_hot(ssm: ToySSM, params: np.ndarray, grid: Grid) -> np.ndarray:
+    """Float64 one-hot label map of one parameter vector, built without the op."""
+    heart = ssm.mean.with_stacked_vertices(ssm.instance_vertices(params[None, :N_MODES])[0])
+    return np.eye(8)[voxelize(apply_pose(heart, params[N_MODES:], ssm.mean.centre()), grid)]
+
+
+def test_one_hot_gradient_is_the_central_difference_of_the_one_hot_map(ssm: ToySSM) -> None:
+    grid = grid_of(20)
+    steps = FiniteDifferenceSteps(mode_std=0.3, rotation_rad=0.05, translation_mm=2.0, log_scale=0.03)
+    renderer = ShapeRenderer(ssm, grid, steps)
+    rng = np.random.default_rng(4)
+    params = np.zeros((1, P))
+    params[0, :N_MODES] = rng.normal(0, 0.5, N_MODES)
+    upstream = rng.normal(size=(1, *grid.shape, 8))
+    x = tf.Variable(params.astype(np.float32))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(render_one_hot(x, renderer) * tf.constant(upstream, tf.float32))
+    gradient = tape.gradient(loss, x).numpy()[0]
+    h = steps.vector(N_MODES, grid)
+    for i in (0, N_MODES + 1, N_MODES + 3, P - 1):  # a mode, a rotation, a translation, the log-scale
+        plus, minus = params[0].copy(), params[0].copy()
+        plus[i] += h[i]
+        minus[i] -= h[i]
+        difference = np.sum(upstream[0] * (reference_one_hot(ssm, plus, grid) - reference_one_hot(ssm, minus, grid)))
+        assert gradient[i] == pytest.approx(difference / (2 * h[i]), rel=1e-4, abs=1e-3)
+    # With an upstream gradient on the background channel only, the one-hot map's gradient is minus the
+    # heart mask's (the mask is 1 - background).
+    background = np.zeros_like(upstream)
+    background[..., 0] = upstream[..., 0]
+    np.testing.assert_allclose(renderer.one_hot_vjp(params, background),
+                               -renderer.mask_vjp(params, upstream[..., 0]), rtol=1e-9, atol=1e-9)

@@ -10,7 +10,7 @@ import numpy as np
 
 from fedsim_tf.data.preprocess import area_downsample
 from fedsim_tf.grid import Grid
-from fedsim_tf.models.generative_model import GenerativeModel, PretrainRun, TrainingSet, generation_grid
+from fedsim_tf.models.generative_model import GenerativeModel, GeneratorRun, TrainingSet, generation_grid
 from fedsim_tf.physics.simulated_scanner import SimulatedScanner
 from fedsim_tf.shape.parameters import FiniteDifferenceSteps, ShapeBounds
 from fedsim_tf.shape.shape_op import ShapeRenderer
@@ -46,7 +46,7 @@ def tiny_targets(coarse_size: int, count: int = 3) -> GLOTargets:
 class TinyRun:
     """A pre-training run folder and what :func:`fedsim_tf.training.pretraining.train` needs."""
 
-    run: PretrainRun
+    run: GeneratorRun
     model: GenerativeModel
     settings: GLOSettings
 
@@ -71,4 +71,4 @@ def tiny_run(work_dir: str, coarse_size: int, steps: int, batch_size: int, views
     )
     settings = GLOSettings(seed=SEED, batch_size=batch_size, lr_shape=3e-3, lr_material=1e-3, lr_latent=3e-2,
                            steps=steps, checkpoint_every=2, log_every=1)
-    return TinyRun(PretrainRun(work_dir, TrainingSet(0, SEED, labelled)), model, settings)
+    return TinyRun(GeneratorRun(work_dir, TrainingSet(0, SEED, labelled)), model, settings)

@@ -12,35 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedsim_tf.data.layouts import case_filenames
-from fedsim_tf.data.nifti import write_nifti
 from fedsim_tf.errors import UserInputError
-from fedsim_tf.grid import Grid
 from fedsim_tf.options import CommonConfig
 from fedsim_tf.stages import inputs
+from tests.stages.sites import BLOOD, MYOCARDIUM, write_site
 from tests.test_cli import ROOT
-
-BLOOD, MYOCARDIUM = 3, 1  # structure indices of the LV blood pool and the LV myocardium
-
-
-def _write_site(folder: Path, codes: dict[int, int], count: int, stray_in: str = "") -> None:
-    """``count`` labelled cases ``ct_100N`` on a 24^3 grid of 5 mm voxels: a blood ball in a myocardium
-    shell, written with the raw label ``codes`` (structure index -> raw value); case ``stray_in`` also
-    carries a few voxels of the off-table value 421."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(len(folder.name))
-    z, y, x = np.mgrid[:24, :24, :24]
-    for number in range(1001, 1001 + count):
-        centre = rng.uniform(10, 14, size=3)
-        radius2 = (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2
-        label = np.where(radius2 <= 16, codes[BLOOD], np.where(radius2 <= 36, codes[MYOCARDIUM], 0)).astype(np.int16)
-        image = np.where(label > 0, 350.0, -100.0) + rng.normal(0, 30, label.shape)
-        if f"ct_{number}" == stray_in:
-            label[0, 0, :4] = 421
-        image_name, label_name = case_filenames(f"ct_{number}")
-        write_nifti(folder / image_name, image.astype(np.int16), Grid.centred(24, 120.0))
-        write_nifti(folder / label_name, label, Grid.centred(24, 120.0))
-
 
 def _common(site: Path, **changes: object) -> CommonConfig:
     base = CommonConfig(data_dirs=(str(site),), layout="mmwhs", work_dir="unused", seed=0, fold=0, label_size=0,
@@ -54,12 +30,9 @@ def _main(*args: str, pythonpath: tuple[Path, ...] = ()) -> subprocess.Completed
                           env=env, timeout=600)
 
 
-MMWHS = {BLOOD: 500, MYOCARDIUM: 205}
-
-
 def test_a_too_large_label_size_is_one_line_naming_the_largest_valid_value(tmp_path, no_tensorflow) -> None:
     # 3 labelled volumes split 1 train / 1 val / 1 test; demo.cfg asks for --label_size=2.
-    _write_site(tmp_path / "small", MMWHS, 3)
+    write_site(tmp_path / "small", 3, prefix="ct_")
     for stage in ("pretrain", "segment"):
         result = _main(f"--stage={stage}", f"--data_dir={tmp_path / 'small'}", f"--work_dir={tmp_path / 'w'}",
                        pythonpath=(no_tensorflow,))
@@ -71,7 +44,7 @@ def test_a_too_large_label_size_is_one_line_naming_the_largest_valid_value(tmp_p
 
 
 def test_a_stray_label_value_is_refused_unless_mapped_to_background(tmp_path, no_tensorflow) -> None:
-    _write_site(tmp_path / "stray", MMWHS, 5, stray_in="ct_1003")
+    write_site(tmp_path / "stray", 5, stray_in="ct_1003", prefix="ct_")
     refused = _main("--stage=segment", f"--data_dir={tmp_path / 'stray'}", f"--work_dir={tmp_path / 'w'}",
                     "--volume_size=16", "--coarse_size=8", pythonpath=(no_tensorflow,))
     assert refused.returncode == 2
@@ -86,7 +59,7 @@ def test_a_stray_label_value_is_refused_unless_mapped_to_background(tmp_path, no
 
 def test_a_sites_own_label_table_and_on_unknown_reach_the_loader_from_the_command_line(tmp_path) -> None:
     # ImageCHD-style values of another convention: 7 = LV blood pool, 9 = LV myocardium; 421 is stray.
-    _write_site(tmp_path / "chd", {BLOOD: 7, MYOCARDIUM: 9}, 5, stray_in="ct_1002")
+    write_site(tmp_path / "chd", 5, codes={BLOOD: 7, MYOCARDIUM: 9}, stray_in="ct_1002", prefix="ct_")
     table = tmp_path / "table.json"
     table.write_text(json.dumps({"name": "mine", "labels": {"7": "lv", "9": "lv_myo"}}))
     result = _main("--stage=segment", f"--data_dir={tmp_path / 'chd'}", "--layout=imagechd",
@@ -102,7 +75,7 @@ def test_a_sites_own_label_table_and_on_unknown_reach_the_loader_from_the_comman
 
 
 def test_one_split_per_site_whatever_the_seed_or_work_dir(tmp_path) -> None:
-    _write_site(tmp_path / "site", MMWHS, 10)
+    write_site(tmp_path / "site", 10, prefix="ct_")
     a = inputs.plan_site(str(tmp_path / "site"), _common(tmp_path / "site", seed=0, work_dir=str(tmp_path / "a")))
     b = inputs.plan_site(str(tmp_path / "site"), _common(tmp_path / "site", seed=5, work_dir=str(tmp_path / "b")))
     assert a.splits == b.splits and a.fold_ids(1) == b.fold_ids(1)

@@ -37,7 +37,7 @@ def test_sample_writes_labelled_volumes_with_the_right_affine(tmp_path):
 
 def test_sample_without_pretraining_is_a_clear_error(tmp_path):
     tiny = tiny_run(str(tmp_path), coarse_size=4, steps=1, batch_size=1)
-    with pytest.raises(UserInputError, match="no pre-trained model for fold0_seed7_site_a-L2_site_b-L1 .*run "
-                                             "--stage=pretrain with the same --fold, --label_size and --seed first"):
+    with pytest.raises(UserInputError, match="no pretrain model for fold0_seed7_site_a-L2_site_b-L1 .*run "
+                                             "--stage=pretrain with the same --fold, --label_size, --seed and --single_site first"):
         sample.write_samples(tiny.run, str(tmp_path / "samples"), seed=7, count=1)
     assert not (tmp_path / "samples").exists()

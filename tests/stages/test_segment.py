@@ -12,19 +12,16 @@ import pytest
 import tensorflow as tf
 from absl.testing import flagsaver
 
-from fedsim_tf.data.labels import MMWHS_TABLE, encode_labels
-from fedsim_tf.data.layouts import mmwhs_filenames
-from fedsim_tf.data.nifti import write_nifti
 from fedsim_tf.evaluation.dice import dice_per_volume
 from fedsim_tf.errors import UserInputError
 from fedsim_tf.evaluation.report import RESULT_SCHEMA
-from fedsim_tf.grid import Grid
 from fedsim_tf.models.unet3d import build_unet3d
 from fedsim_tf.cache_dir import cache_dir
 from fedsim_tf.options import CommonConfig
 from fedsim_tf.stages import inputs, segment
 from fedsim_tf.training import segmentation
 from fedsim_tf.training.segmentation_settings import SegmentationSettings
+from tests.stages.sites import BLOOD_HU, write_site
 
 SIZE = 16
 
@@ -38,30 +35,14 @@ def _common(work_dir: str, data_dirs: tuple[str, ...] = (), volume_size: int = S
 def _config(common: CommonConfig, mode: str = "lower", site: str = "", folds: int = 1, synthetic_dir: str = "",
             **training: object) -> segment.SegmentConfig:
     settings = dict(unet="nnunet", batch_size=1, steps=4, lr=1e-3, base_filters=2, val_every=2, seed=common.seed)
-    return segment.SegmentConfig(common=common, mode=mode, site=site, folds=folds, synthetic_dir=synthetic_dir,
+    return segment.SegmentConfig(common=replace(common, site=site), mode=mode, folds=folds, synthetic_dir=synthetic_dir,
                                  training=SegmentationSettings(**{**settings, **training}))
-
-
-def _write_site(folder, count: int, seed: int = 5) -> None:
-    """``count`` labelled MM-WHS-layout cases: a bright ball (LV blood pool in a myocardium shell) in noise."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    grid = Grid.centred(24, 120.0)
-    z, y, x = np.mgrid[:24, :24, :24]
-    for number in range(1001, 1001 + count):
-        centre = rng.uniform(10, 14, size=3)
-        radius2 = (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2
-        indices = np.where(radius2 <= 16, 3, np.where(radius2 <= 36, 1, 0))  # 3: LV blood pool, 1: LV myocardium
-        image = np.where(indices > 0, 350.0, -100.0) + rng.normal(0, 30, indices.shape)
-        image_name, label_name = mmwhs_filenames(number)
-        write_nifti(folder / image_name, image.astype(np.int16), grid)
-        write_nifti(folder / label_name, encode_labels(indices, MMWHS_TABLE), grid)
 
 
 def test_run_writes_results_schema_and_skips_finished_folds(tmp_path) -> None:
     site = tmp_path / "CTX"
     site.mkdir()
-    _write_site(site, 6)
+    write_site(site, 6, myocardium_hu=BLOOD_HU)
     common = _common(str(tmp_path / "work"), data_dirs=(str(site),))
     config = _config(common, steps=2, val_every=1, mode="upper")
     record = segment.run(config)
@@ -84,8 +65,8 @@ def test_run_writes_results_schema_and_skips_finished_folds(tmp_path) -> None:
 
 def test_finetune_pretrains_on_synthetic_volumes_and_beats_no_pretraining(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("FEDSIM_CACHE_DIR", str(tmp_path / "cache"))
-    _write_site(tmp_path / "CTX", 6)
-    _write_site(tmp_path / "synth", 4, seed=7)  # same distribution as the site, other draws
+    write_site(tmp_path / "CTX", 6, myocardium_hu=BLOOD_HU)
+    write_site(tmp_path / "synth", 4, seed=7, myocardium_hu=BLOOD_HU)  # same distribution as the site, other draws
     common = replace(_common(str(tmp_path / "work"), data_dirs=(str(tmp_path / "CTX"),)), label_size=1)
     lower_config = _config(common, steps=10, val_every=10, lr=1e-2, base_filters=4, augment=False)
     config = replace(lower_config, mode="finetune", synthetic_dir=str(tmp_path / "synth"),
@@ -95,7 +76,7 @@ def test_finetune_pretrains_on_synthetic_volumes_and_beats_no_pretraining(tmp_pa
 
     synthetic_ids = [f"ct_train_{n}" for n in range(1001, 1005)]
     assert finetune["method"] == "Pre-train synth" and finetune["run_name"] == "segment_finetune_CTX_L1_nnunet_synth"
-    assert finetune["pretrain"] == {"source": str(tmp_path / "synth"), "cases": synthetic_ids, "steps": 60}
+    assert finetune["pretrain"] == [{"fold": 0, "source": str(tmp_path / "synth"), "cases": synthetic_ids, "steps": 60}]
     assert lower["pretrain"] is None
     fold = finetune["folds"][0]
     assert fold["steps"] == 70 and 60 < fold["best_step"] <= 70  # selection only while fine-tuning
