@@ -125,10 +125,12 @@ def train(
         progress.update(done, **{name: float(np.mean(value)) for name, value in losses.items()})
     summaries.flush()
     final = trainer.evaluate()
+    sites = np.array(targets.sites)
+    per_site = ", ".join(f"{site} {1.0 - float(np.mean(final['iou_loss'][sites == site])):.3f}"
+                         for site in dict.fromkeys(targets.sites))
     logging.info(
-        "pretrain: over all %d training volumes: mean IoU %.3f (IoU loss %.3f), coarse-CT MSE %.4f",
-        len(targets), 1.0 - float(np.mean(final["iou_loss"])), float(np.mean(final["iou_loss"])),
-        float(np.mean(final["mse"])),
+        "pretrain: over all %d training volumes: mean IoU %.3f (per site: %s), coarse-CT MSE %.4f",
+        len(targets), 1.0 - float(np.mean(final["iou_loss"])), per_site, float(np.mean(final["mse"])),
     )
     if len(targets) < 2:
         logging.warning("pretrain: only %d labelled training volume: the latent Gaussian has zero covariance, so "
