@@ -150,7 +150,7 @@ def check_synthetic_set(folder: str, site: str, fold: int, held_out: list[str]) 
         return
     with open(path, encoding="utf-8") as handle:
         manifest = json.load(handle)
-    seen = {case for ids in manifest.get("trained_on", {}).get("labelled", {}).values() for case in ids}
+    seen = set(manifest.get("trained_on", {}).get("labelled", {}).get(site, ()))  # case ids repeat across sites
     if manifest.get("fold") != fold or manifest.get("site") != site:
         raise UserInputError(f"--synthetic_dir: {folder} was synthesized for site {manifest.get('site')} fold "
                              f"{manifest.get('fold')}, not site {site} fold {fold}; use '{{fold}}' in --synthetic_dir "
