@@ -17,6 +17,8 @@ STRUCTURE_COLOURS: tuple[tuple[int, int, int], ...] = (
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
 )
 GAP_PIXELS = 2
+MIN_PANEL_PIXELS = 128
+"""Smaller slices are enlarged (pixel repetition) to at least this size, so demo-sized volumes are legible."""
 
 
 def boundaries(labels: np.ndarray) -> np.ndarray:
@@ -49,7 +51,9 @@ def write_montage(path: str | os.PathLike[str], volumes: list[tuple[np.ndarray, 
     """Write the overview of ``(image_hu [Z, Y, X], labels [Z, Y, X])`` pairs, one row each, atomically."""
     rows = []
     for image_hu, labels in volumes:
-        panels = [overlay(image, label) for image, label in zip(views(image_hu), views(labels))]
+        zoom = max(1, -(-MIN_PANEL_PIXELS // max(image_hu.shape)))
+        panels = [overlay(image, label).repeat(zoom, 0).repeat(zoom, 1)
+                  for image, label in zip(views(image_hu), views(labels))]
         height = max(p.shape[0] for p in panels)
         padded = [np.pad(p, ((0, height - p.shape[0]), (0, GAP_PIXELS), (0, 0))) for p in panels]
         rows.append(np.pad(np.concatenate(padded, axis=1), ((0, GAP_PIXELS), (0, 0), (0, 0))))
