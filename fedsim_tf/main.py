@@ -18,7 +18,7 @@ from absl import flags
 
 from fedsim_tf import cli, options
 from fedsim_tf.errors import UserInputError
-from fedsim_tf.stages import pretrain, pretrain_gan, sample, segment, semi, synthesize
+from fedsim_tf.stages import federated, pretrain, pretrain_gan, sample, segment, semi, synthesize
 
 FLAGS = flags.FLAGS
 
@@ -33,7 +33,7 @@ STAGES: dict[str, ModuleType | str] = {
     "pretrain": pretrain,
     "pretrain_gan": pretrain_gan,
     "semi": semi,
-    "federated": "federated simulation across sites: shared G_S/G_M, one GAN per site (paper Sec. 2.3)",
+    "federated": federated,
     "synthesize": synthesize,
     "sample": sample,
     "segment": segment,
@@ -52,7 +52,8 @@ def stage_module(name: str) -> ModuleType:
     built = ", ".join(n for n, m in STAGES.items() if isinstance(m, ModuleType))
     planned = ", ".join(n for n, m in STAGES.items() if not isinstance(m, ModuleType))
     state = "is not built yet" if name in STAGES else "is not a stage"
-    raise UserInputError(f"--stage={name!r} {state}; valid stages: {built} (not built yet: {planned})")
+    raise UserInputError(f"--stage={name!r} {state}; valid stages: {built}" +
+                         (f" (not built yet: {planned})" if planned else ""))
 
 
 def _summary(stage: ModuleType | str) -> str:

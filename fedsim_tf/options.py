@@ -60,7 +60,8 @@ flags.DEFINE_enum("material", "learned", list(MATERIALS), "Material of the gener
                   "through the CT simulator, paper 'Ours') or fixmat (the fixed attenuation atlas of the labels rendered "
                   "at full resolution, 'Ours-Fix-Mat'); pretrain_gan trains a GAN for this input, synthesize uses it.")
 flags.DEFINE_enum("generator", "pretrain", list(GENERATOR_STAGES), "Which run of G_S/G_M sample and synthesize draw "
-                  "from: pretrain (the paper's Ours-Pre) or semi (after --stage=semi, Ours-Full).")
+                  "from: pretrain (the paper's Ours-Pre), semi (after --stage=semi, Ours-Full) or federated (after "
+                  "--stage=federated, with the site's federated GAN: Ours-Sim-FL).")
 flags.DEFINE_integer("num_samples", 20, "Synthetic volumes that sample / synthesize write (paper: 20).", lower_bound=1)
 flags.DEFINE_integer("checkpoint_every", 50, "Training stages: steps between checkpoints.", lower_bound=1)
 flags.DEFINE_integer("log_every", 10, "Training stages: steps between TensorBoard scalars (images: 10x rarer).",

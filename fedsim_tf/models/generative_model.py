@@ -1,11 +1,12 @@
-"""The generative model's on-disk artefacts: what ``pretrain``, ``semi`` and ``pretrain_gan`` write and the
-later stages read.
+"""The generative model's on-disk artefacts: what ``pretrain``, ``semi``, ``federated`` and ``pretrain_gan``
+write and the later stages read.
 
 A generator run is keyed by what it was trained on (:class:`TrainingSet`: fold, seed and the
 labelled training cases of every site), so runs of different folds or label sizes never share a
 folder and a later stage can only find the run of its own fold, label sizes and seed::
 
-    <work_dir>/pretrain/<TrainingSet.name>/      (GeneratorRun; <work_dir>/semi/... after --stage=semi)
+    <work_dir>/pretrain/<TrainingSet.name>/      (GeneratorRun; <work_dir>/semi/... and <work_dir>/federated/...
+                                                  from --stage=semi and --stage=federated)
         model.json            GenerativeModel + TrainingSet (what rebuilds G_S, G_M and the simulator)
         checkpoints/          generators, codes, optimisers (tf.train.Checkpoint; resume point)
         latent_gaussian.npz   Gaussian fitted to the learned codes (written when training ends)
@@ -13,6 +14,13 @@ folder and a later stage can only find the run of its own fold, label sizes and 
     <work_dir>/pretrain_gan/<TrainingSet.name>/<site>-<material>/
         gan.json              GANSettings, slice size, site, material + TrainingSet (:class:`GANRun`)
         checkpoints/          G_GAN, its discriminator and their optimisers
+    <work_dir>/federated/<TrainingSet.name>/<site>-learned/
+        gan.json, checkpoints/    the site's GAN of the federated run (conditioned on the federated G_M)
+
+A GAN belongs to the stage that trained it (:attr:`GANRun.stage`): ``pretrain_gan`` GANs learn from the
+``pretrain`` run's ``G_M`` (``synthesize --generator=pretrain`` and ``--generator=semi`` use them), the
+``federated`` stage's from its own shared ``G_M``, so the two never share a folder although they are
+trained on the same training set.
 
 Plain Python and NumPy only (no TensorFlow): stages check for a missing or mismatching artefact
 before TensorFlow loads. The networks are built from the record by
@@ -44,9 +52,14 @@ from fedsim_tf.training.gan_settings import GANSettings
 if TYPE_CHECKING:  # the protocol lives beside the TensorFlow shape op
     from fedsim_tf.shape.shape_op import ShapeModel
 
-GENERATOR_STAGES: tuple[str, ...] = ("pretrain", "semi")
-"""Stages that train ``G_S``/``G_M`` and write a generator run (``semi`` continues ``pretrain``'s)."""
+GENERATOR_STAGES: tuple[str, ...] = ("pretrain", "semi", "federated")
+"""Stages that train ``G_S``/``G_M`` and write a generator run (``semi`` continues ``pretrain``'s;
+``federated`` trains them across the sites, paper Sec. 2.3)."""
 GAN_STAGE = "pretrain_gan"
+GAN_STAGES: tuple[str, ...] = (GAN_STAGE, "federated")
+"""Stages that train site GANs (:attr:`GANRun.stage`)."""
+GAN_STAGE_OF_GENERATOR: dict[str, str] = {"pretrain": GAN_STAGE, "semi": GAN_STAGE, "federated": "federated"}
+"""The stage whose GANs go with a generator run's ``G_S``/``G_M`` when synthesizing."""
 MODEL_FILE = "model.json"
 MODEL_FORMAT = "fedsim-generative-model-v2"
 GAN_FILE = "gan.json"
@@ -239,16 +252,23 @@ class GANRun:
         site: the site whose appearance the GAN learns.
         material: ``learned`` (conditioned on ``G_M``'s upsampled coarse CT) or ``fixmat`` (on the Fix-Mat
             simulation at full resolution).
+        stage: the stage that trains it, one of :data:`GAN_STAGES`: ``pretrain_gan`` (on the ``pretrain``
+            run's ``G_M``) or ``federated`` (on the federated ``G_M``, inside the federated run's folder).
     """
 
     work_dir: str
     training_set: TrainingSet
     site: str
     material: str
+    stage: str = GAN_STAGE
+
+    def __post_init__(self) -> None:
+        if self.stage not in GAN_STAGES:
+            raise ValueError(f"GANRun.stage must be one of {GAN_STAGES}, got {self.stage!r}")
 
     @property
     def folder(self) -> str:
-        return os.path.join(self.work_dir, GAN_STAGE, self.training_set.name, f"{self.site}-{self.material}")
+        return os.path.join(self.work_dir, self.stage, self.training_set.name, f"{self.site}-{self.material}")
 
     @property
     def record_path(self) -> str:
@@ -260,7 +280,7 @@ class GANRun:
 
     def _record(self, settings: GANSettings, image_size: int) -> dict[str, Any]:
         return {"format": GAN_FORMAT, "trained_on": self.training_set.to_json(), "site": self.site,
-                "material": self.material, "image_size": int(image_size), "settings": dataclasses.asdict(settings)}
+                "material": self.material, "stage": self.stage, "image_size": int(image_size), "settings": dataclasses.asdict(settings)}
 
     def write_record(self, settings: GANSettings, image_size: int) -> None:
         """Record the GAN's settings, or check them against an earlier run's record.
@@ -273,7 +293,7 @@ class GANRun:
             saved = _read_json(self.record_path)
             changed = sorted(key for key in ("image_size", "settings") if saved.get(key) != record[key])
             if changed:
-                raise UserInputError(f"{self.record_path}: an earlier pretrain_gan run used different settings "
+                raise UserInputError(f"{self.record_path}: an earlier {self.stage} run used different settings "
                                      f"({', '.join(changed)}); use another --work_dir or delete that run")
         write_json_atomic(self.record_path, record)
 
@@ -285,10 +305,12 @@ class GANRun:
                 record, or one trained on other volumes.
         """
         if not os.path.isfile(self.record_path):
+            command = (f"--stage=pretrain_gan --site={self.site} --material={self.material}" if self.stage == GAN_STAGE
+                       else f"--stage={self.stage}")
             raise UserInputError(f"{needed_by}: no {self.material} GAN of site {self.site} for "
-                                 f"{self.training_set.name} ({self.record_path} missing{_other_gans(self.work_dir)}); "
-                                 f"run --stage=pretrain_gan --site={self.site} --material={self.material} with the same "
-                                 "--fold, --label_size, --seed and --single_site first")
+                                 f"{self.training_set.name} ({self.record_path} missing"
+                                 f"{_other_gans(self.work_dir, self.stage)}); run {command} with the same --fold, "
+                                 "--label_size, --seed and --single_site first")
         data = _read_json(self.record_path)
         try:
             if data.get("format") != GAN_FORMAT:
@@ -302,7 +324,7 @@ class GANRun:
             raise UserInputError(f"{self.record_path}: trained on {trained_on.to_json()}, but {needed_by} needs "
                                  f"{self.training_set.to_json()}; delete the GAN and train it again")
         if not os.path.isfile(os.path.join(self.checkpoint_dir, "checkpoint")):
-            raise UserInputError(f"{needed_by}: {self.checkpoint_dir} holds no checkpoint; let --stage=pretrain_gan "
+            raise UserInputError(f"{needed_by}: {self.checkpoint_dir} holds no checkpoint; let --stage={self.stage} "
                                  "run first")
         return settings, image_size
 
@@ -329,8 +351,8 @@ def _other_runs(work_dir: str, stage: str) -> str:
     return _found(os.path.join(work_dir, stage), 1, MODEL_FILE, "runs")
 
 
-def _other_gans(work_dir: str) -> str:
-    return _found(os.path.join(work_dir, GAN_STAGE), 2, GAN_FILE, "GANs")
+def _other_gans(work_dir: str, stage: str) -> str:
+    return _found(os.path.join(work_dir, stage), 2, GAN_FILE, "GANs")
 
 
 def generation_grid(case_grid: Grid, ssm: ShapeModel) -> Grid:

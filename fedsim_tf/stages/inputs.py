@@ -46,6 +46,12 @@ def site_folders(common: CommonConfig) -> list[str]:
     return [str(folder) for folder in phantom_folders(common)]
 
 
+def site_count(common: CommonConfig) -> int:
+    """How many sites the command line names (``--data_dir`` folders or ``--phantom_sites``), without
+    reading or generating any of them."""
+    return len(common.data_dirs) or len(common.phantom_sites)
+
+
 def _layout_and_table(common: CommonConfig) -> tuple[str, LabelTable]:
     """The layout and label table of the sites (``--label_table`` applies to ``--data_dir`` sites)."""
     if not common.data_dirs:

@@ -28,25 +28,10 @@ from absl import flags, logging
 from fedsim_tf.errors import UserInputError
 from fedsim_tf.models.generative_model import GANRun, GeneratorRun
 from fedsim_tf.options import CommonConfig, common_config_from_flags, perceptual_from_flags
-from fedsim_tf.stages import inputs
+from fedsim_tf.stages import gan_flags, inputs
 from fedsim_tf.training.gan_settings import GANSettings
 
 flags.DEFINE_integer("gan_steps", 2000, "pretrain_gan: training steps per site.", lower_bound=0)
-flags.DEFINE_integer("gan_batch", 4, "pretrain_gan: slices per step.", lower_bound=1)
-flags.DEFINE_integer("ngf", 64, "G_GAN: generator base width (GauGAN: 64).", lower_bound=1)
-flags.DEFINE_integer("gan_upsamplings", 5, "G_GAN: x2 upsamplings of the generator; the slice edge must be a "
-                     "multiple of 2^this (GauGAN: 5).", lower_bound=1)
-flags.DEFINE_integer("spade_hidden", 128, "G_GAN: channels of the SPADE shared convolutions (GauGAN: 128).",
-                     lower_bound=1)
-flags.DEFINE_integer("ndf", 64, "G_GAN: discriminator base width (GauGAN: 64).", lower_bound=1)
-flags.DEFINE_float("lr_g", 1e-4, "G_GAN: Adam learning rate of the generator (TTUR).")
-flags.DEFINE_float("lr_d", 4e-4, "G_GAN: Adam learning rate of the discriminator (TTUR).")
-flags.DEFINE_float("gan_beta1", 0.0, "G_GAN: Adam beta_1 of both networks (NVlabs SPADE: 0).")
-flags.DEFINE_float("gan_beta2", 0.9, "G_GAN: Adam beta_2 of both networks (NVlabs SPADE: 0.9; the paper text: 0.999).")
-flags.DEFINE_float("lambda_feat", 10.0, "G_GAN: weight of the feature-matching loss.", lower_bound=0.0)
-flags.DEFINE_float("lambda_vgg", 10.0, "G_GAN: weight of the VGG loss (with a --perceptual backbone).",
-                   lower_bound=0.0)
-flags.DEFINE_bool("gan_jit", False, "G_GAN: compile the training step with XLA.")
 
 FLAGS = flags.FLAGS
 
@@ -66,25 +51,10 @@ class PretrainGANConfig:
     log_every: int = 10
 
 
-def gan_settings_from_flags(common: CommonConfig) -> GANSettings:
-    """The GAN flags as :class:`GANSettings`; raises :class:`UserInputError` naming the bad flag."""
-    try:
-        settings = GANSettings(
-            ngf=FLAGS.ngf, num_upsamplings=FLAGS.gan_upsamplings, spade_hidden=FLAGS.spade_hidden, ndf=FLAGS.ndf,
-            lr_g=FLAGS.lr_g, lr_d=FLAGS.lr_d, beta1=FLAGS.gan_beta1, beta2=FLAGS.gan_beta2,
-            lambda_feat=FLAGS.lambda_feat, lambda_vgg=FLAGS.lambda_vgg, seed=common.seed,
-            batch_size=FLAGS.gan_batch, jit_compile=FLAGS.gan_jit,
-        )
-        settings.check_image_size(common.volume_size)
-    except ValueError as error:
-        raise UserInputError(f"GAN flags (--ngf, --gan_upsamplings, --lr_g, --gan_beta1, ...): {error}") from error
-    return settings
-
-
 def config_from_flags() -> PretrainGANConfig:
     """Read and check the pretrain_gan flags."""
     common = common_config_from_flags()
-    return PretrainGANConfig(common=common, gan=gan_settings_from_flags(common), steps=FLAGS.gan_steps,
+    return PretrainGANConfig(common=common, gan=gan_flags.gan_settings_from_flags(common), steps=FLAGS.gan_steps,
                              material=FLAGS.material, perceptual=perceptual_from_flags(),
                              checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every)
 
@@ -123,7 +93,8 @@ def run(config: PretrainGANConfig) -> dict[str, object]:
         ids = training_set.labelled[gan_run.site]
         cases = [sites[gan_run.site].cases[case_id] for case_id in ids]
         labels = np.stack([case.label for case in cases])
-        ct = gan_data.learned_ct(pretrained, gan_run.site) if pretrained else gan_data.fixmat_ct(labels, model)
+        ct = (gan_data.learned_ct(pretrained.material_generator, pretrained.simulator, pretrained.codes(gan_run.site),
+                                  model.label_grid.shape) if pretrained else gan_data.fixmat_ct(labels, model))
         source = gan_data.SliceSource(ct, labels, np.stack([case.image for case in cases]), tuple(ids))
         trainers[gan_run.site] = gan_pretraining.train_site(
             gan_run, source, config.gan, config.steps, config.perceptual, config.checkpoint_every,

@@ -5,9 +5,11 @@ process; Sec. 3: 20 synthetic volumes per experiment).
 [--shape=learned|random] [--blend=none|alpha|poisson]``
 
 Codes ``z`` are drawn from the latent Gaussian of the ``--generator`` run (``pretrain``: Ours-Pre,
-``semi``: Ours-Full) of the same ``--fold``, label sizes, ``--seed`` and ``--single_site``; shapes and materials come from its ``G_S`` and ``G_M`` (or the variants of
-:mod:`fedsim_tf.synthesis.synthesizer`), and the site's GAN of ``--stage=pretrain_gan`` (same
-``--material``) turns every slice into the final CT.
+``semi``: Ours-Full, ``federated``: Ours-Sim-FL) of the same ``--fold``, label sizes, ``--seed`` and
+``--single_site``; shapes and materials come from its ``G_S`` and ``G_M`` (or the variants of
+:mod:`fedsim_tf.synthesis.synthesizer`), and the site's GAN turns every slice into the final CT: its GAN of
+``--stage=pretrain_gan`` (same ``--material``) for ``pretrain`` and ``semi``, its own GAN of the federated
+run for ``federated`` (learned material only).
 
 Output: ``<work_dir>/synthesize/<run>/<site>-<generator>-<material>-<shape>-<blend>/`` in the MM-WHS layout, so that
 ``--stage=segment --mode=finetune --synthetic_dir=<that folder>`` reads it unchanged:
@@ -36,7 +38,7 @@ from fedsim_tf.data.labels import MMWHS_TABLE, encode_labels
 from fedsim_tf.data.nifti import write_nifti
 from fedsim_tf.errors import UserInputError
 from fedsim_tf.intensity import unit_to_hu
-from fedsim_tf.models.generative_model import GANRun, GeneratorRun
+from fedsim_tf.models.generative_model import GAN_STAGE_OF_GENERATOR, GANRun, GeneratorRun
 from fedsim_tf.options import CommonConfig, common_config_from_flags
 from fedsim_tf.stages import inputs
 from fedsim_tf.synthesis.variants import BLENDS, SHAPES
@@ -92,7 +94,11 @@ def run(config: SynthesizeConfig) -> str:
     site = inputs.pick_site(plans, common.site).name
     training_set = inputs.training_set(plans, common)
     generator_run = GeneratorRun(common.work_dir, training_set, config.generator)
-    gan_run = GANRun(common.work_dir, training_set, site, config.material)
+    gan_stage = GAN_STAGE_OF_GENERATOR[config.generator]
+    if gan_stage == "federated" and config.material != "learned":
+        raise UserInputError(f"--generator=federated --material={config.material}: the federated stage trains "
+                             "learned-material GANs only; use --material=learned")
+    gan_run = GANRun(common.work_dir, training_set, site, config.material, stage=gan_stage)
     needed_by = f"--stage={STAGE}"
     model = generator_run.load_model(needed_by)
     gaussian_path = generator_run.require_gaussian(needed_by)

@@ -22,6 +22,10 @@ Determinism: a step has no randomness (GauGAN without its VAE encoder is determi
 conditioning map); the only random state, the initial weights and the spectral-norm vectors, lives
 in the models and is checkpointed, so a run resumed from a checkpoint takes the same steps as an
 uninterrupted one (same thread count). Which slices a step sees is the caller's choice.
+
+XLA (``GANSettings.jit_compile``) is off by default: on our 2-core CPU the XLA-compiled step was
+slower than TensorFlow's oneDNN graph (``python -m bench.gan --compare``) and takes 45-55 s to
+compile.
 """
 
 from __future__ import annotations

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from fedsim_tf.models.conditioning import condition_slices, trilinear_upsample
 from fedsim_tf.models.generative_model import GenerativeModel
-from fedsim_tf.physics.ct_simulator import ConeBeamCT, fix_mat_attenuation
-from fedsim_tf.training.pretrained import PretrainedModel
+from fedsim_tf.physics.ct_simulator import ConeBeamCT, CTSimulator, fix_mat_attenuation
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,12 @@ class SliceSource:
         return self.slices(rng.integers(len(self.ct), size=batch), rng.integers(self.depth, size=batch))
 
 
-def learned_ct(pretrained: PretrainedModel, site: str) -> np.ndarray:
-    """``[n, Z, Y, X]``: ``G_M``'s coarse CT of each of the site's learned codes, upsampled to the label grid."""
-    codes = tf.constant(pretrained.codes(site))
-    coarse = pretrained.simulator.scan(pretrained.material_generator(codes))
-    return trilinear_upsample(coarse, pretrained.model.label_grid.shape).numpy()
+def learned_ct(material_generator: keras.Model, simulator: CTSimulator, codes: np.ndarray,
+               label_shape: tuple[int, int, int]) -> np.ndarray:
+    """``[n, Z, Y, X]``: ``G_M``'s coarse CT of each of a site's learned codes ``[n, D]``, upsampled to the
+    label grid's shape ``(Z, Y, X)``."""
+    coarse = simulator.scan(material_generator(tf.constant(codes, tf.float32)))
+    return trilinear_upsample(coarse, label_shape).numpy()
 
 
 def fixmat_ct(labels: np.ndarray, model: GenerativeModel) -> np.ndarray:

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from fedsim_tf.models.conditioning import condition_from_one_hot, trilinear_upsample
+from fedsim_tf.physics.ct_simulator import CTSimulator
 from fedsim_tf.shape.shape_op import render_one_hot
 from fedsim_tf.training.gan import GANTrainer
 from fedsim_tf.training.glo import GLOTrainer, project_to_unit_ball
@@ -51,6 +52,38 @@ class UnlabelledSite:
     images: np.ndarray
     case_ids: tuple[str, ...]
     gan: GANTrainer
+
+
+def frozen_gan_losses(
+    shape_generator: keras.Model,
+    material_generator: keras.Model,
+    simulator: CTSimulator,
+    gan: GANTrainer,
+    codes: tf.Tensor,
+    ks: tf.Tensor,
+    real: tf.Tensor,
+) -> dict[str, tf.Tensor]:
+    """The unsupervised losses: the full generative process from ``codes`` to slices ``ks``, judged by a
+    site's frozen GAN against the real slices (no weight of the GAN changes; gradients reach ``G_S``
+    through the one-hot label maps' finite differences, ``G_M`` through the simulator, and the codes).
+
+    Args:
+        shape_generator, material_generator: ``G_S`` and ``G_M``.
+        simulator: the CT simulator (learned mode; its renderer and coarse scan are used).
+        gan: the site's GAN.
+        codes: ``[B, D]`` latent codes of unlabelled volumes.
+        ks: ``[B]`` int32 slice indices (axial, ``Z``).
+        real: ``[B, Y, X, 1]`` the volumes' real slices ``ks`` on the ``[-1, 1]`` scale.
+
+    Returns:
+        :meth:`GANTrainer.generator_losses` (``g_total`` and its terms).
+    """
+    one_hot = render_one_hot(shape_generator(codes), simulator.renderer)  # [B, Z, Y, X, 8]
+    coarse = simulator.scan(material_generator(codes))
+    ct = trilinear_upsample(coarse, one_hot.shape[1:4])  # [B, Z, Y, X]
+    picks = tf.stack([tf.range(tf.shape(ks)[0]), ks], axis=1)
+    condition = condition_from_one_hot(tf.gather_nd(ct, picks), tf.gather_nd(one_hot, picks), ks, ct.shape[1])
+    return gan.generator_losses(condition, real, training=False)
 
 
 class SemiTrainer:
@@ -98,15 +131,9 @@ class SemiTrainer:
             volumes: ``[B]`` indices of the volumes within the site.
             ks: ``[B]`` slice indices.
         """
-        codes = tf.gather(self.codes, rows)
-        simulator = self.glo.simulator
-        one_hot = render_one_hot(self.glo.shape_generator(codes), simulator.renderer)  # [B, Z, Y, X, 8]
-        coarse = simulator.scan(self.glo.material_generator(codes))
-        ct = trilinear_upsample(coarse, one_hot.shape[1:4])  # [B, Z, Y, X]
-        picks = tf.stack([tf.range(len(ks)), tf.constant(ks, tf.int32)], axis=1)
-        condition = condition_from_one_hot(tf.gather_nd(ct, picks), tf.gather_nd(one_hot, picks), ks, ct.shape[1])
         real = tf.constant(site.images[volumes, ks][..., None], tf.float32)
-        return site.gan.generator_losses(condition, real, training=False)
+        return frozen_gan_losses(self.glo.shape_generator, self.glo.material_generator, self.glo.simulator, site.gan,
+                                 tf.gather(self.codes, rows), tf.constant(ks, tf.int32), real)
 
     def unsupervised_step(self, step: int) -> tuple[str, dict[str, float]]:
         """One unsupervised step; returns the site and its losses (before the update)."""

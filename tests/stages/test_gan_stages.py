@@ -16,7 +16,7 @@ import pytest
 from fedsim_tf.errors import UserInputError
 from fedsim_tf.options import CommonConfig
 from fedsim_tf.physics.simulated_scanner import SimulatedScanner
-from fedsim_tf.stages import inputs, pretrain, pretrain_gan, segment, semi, synthesize
+from fedsim_tf.stages import inputs, model_flags, pretrain, pretrain_gan, segment, semi, synthesize
 from fedsim_tf.training import gan_pretraining
 from fedsim_tf.training import semi as semi_loop
 from fedsim_tf.training.gan_settings import GANSettings
@@ -36,8 +36,8 @@ def _common(root: Path, fold: int = 0, site: str = "") -> CommonConfig:
 
 def _pretrain(common: CommonConfig) -> None:
     glo = GLOSettings(seed=common.seed, batch_size=2, steps=2, checkpoint_every=2, log_every=1)
-    pretrain.run(pretrain.PretrainConfig(common=common, latent_dim=4, glo=glo, perceptual="none",
-                                         scanner=SimulatedScanner(views=8)))
+    pretrain.run(pretrain.PretrainConfig(common=common, glo=glo, perceptual="none",
+                                         model=model_flags.ModelConfig(latent_dim=4, scanner=SimulatedScanner(views=8))))
 
 
 def _gan_config(common: CommonConfig, steps: int = 4, site: str = "", **changes: object
