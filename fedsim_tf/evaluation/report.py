@@ -16,16 +16,19 @@
       ],
       "mean": float, "std": float,     # over all test volumes of all folds (NaN excluded)
       "fold_mean": float, "fold_std": float,  # mean and std of the per-fold means
-      "pretrain": null | [               # finetune: per fold, the synthetic pre-training
-          {"fold": int, "source": str,       #   the synthetic folder pre-trained on,
-           "cases": [str],                   #   its labelled case ids used,
-           "steps": int}],                   #   pre-training steps (before the fold's "steps")
+      "pretrain": null | [               # finetune, sim_fl: per fold, the synthetic pre-training;
+          {"fold": int, "source": str,       #   the synthetic folder pre-trained on (direct_fl: the
+                                             #   federated weights file fine-tuned from),
+           "cases": [str],                   #   its labelled case ids used (direct_fl: "<site>/<case>"
+                                             #   of every site),
+           "steps": int}],                   #   pre-training steps or federated rounds (before "steps")
       "versions": {"python", "numpy", "tensorflow", "keras"}
     }
 
 Dice of a volume with an empty ground truth is ``null`` (NaN) and excluded from means; std is the
 population std (ddof=0). **Markdown**: ``<run_name>.md`` holds the run's row, and
-``table3.md`` collects every run JSON in the folder into one table (rows: methods, columns:
+``table3.md`` collects every run JSON in the folder into one table (rows: methods in the paper's
+order -- Lower Bound, the synthetic pre-trainings, Upper Bound, Direct-FL, Ours-Sim-FL --, columns:
 site and label size, cells ``mean ± std`` in % over volumes).
 """
 
@@ -46,6 +49,8 @@ from fedsim_tf.evaluation.dice import mean_std
 
 RESULT_SCHEMA = "fedsim-segment-result-v2"
 TABLE_NAME = "table3.md"
+ROW_RANKS: dict[str, int] = {"Lower Bound": 0, "Upper Bound": 2, "Direct-FL": 3, "Ours-Sim-FL": 4}
+"""Row order of Table 3 (paper): other methods (the single-site synthetic pre-trainings) rank 1."""
 
 
 def _json_value(value: Any) -> Any:
@@ -117,9 +122,10 @@ def format_cell(mean: float | None, std: float | None) -> str:
 
 
 def markdown_table(reports: Sequence[Mapping[str, Any]]) -> str:
-    """A Table 3-style Markdown table: one row per method, one column per (site, label size)."""
+    """A Table 3-style Markdown table: one row per method (:data:`ROW_RANKS`, then first appearance), one
+    column per (site, label size)."""
     columns = sorted({(r["site"], int(r["label_size"])) for r in reports})
-    methods = list(dict.fromkeys(r["method"] for r in reports))
+    methods = sorted(dict.fromkeys(r["method"] for r in reports), key=lambda method: ROW_RANKS.get(method, 1))
     cells = {(r["method"], r["site"], int(r["label_size"])): format_cell(r["mean"], r["std"]) for r in reports}
     header = "| Method | " + " | ".join(f"{site} L={size}" for site, size in columns) + " |"
     lines = [header, "|---" * (len(columns) + 1) + "|"]

@@ -76,7 +76,8 @@ def volumes_from_cases(cases: dict[str, Case], ids: list[str], what: str) -> Vol
                    np.stack([cases[i].label for i in ids]).astype(np.uint8))
 
 
-def _model_seed(seed: int, fold: int) -> int:
+def model_seed(seed: int, fold: int) -> int:
+    """The seed of a fold's initial U-Net weights (:func:`keras.utils.set_random_seed`), from ``(seed, fold)``."""
     return int(np.random.SeedSequence([seed, fold]).generate_state(1)[0] % (2**31 - 1))
 
 
@@ -149,7 +150,7 @@ class Segmenter:
     best weights, the optimiser and the compiled train step."""
 
     def __init__(self, settings: SegmentationSettings, volume_shape: tuple[int, int, int], fold: int) -> None:
-        keras.utils.set_random_seed(_model_seed(settings.seed, fold))
+        keras.utils.set_random_seed(model_seed(settings.seed, fold))
         train_shape = (settings.patch_size,) * 3 if settings.patch_size else volume_shape
         self.model = build_unet3d(settings.unet, train_shape, settings.base_filters)
         self.best = build_unet3d(settings.unet, train_shape, settings.base_filters)
@@ -181,7 +182,13 @@ class Segmenter:
 
 
 def train_fold(
-    settings: SegmentationSettings, data: FoldData, fold: int, fold_dir: str, log_dir: str, name: str = "segment"
+    settings: SegmentationSettings,
+    data: FoldData,
+    fold: int,
+    fold_dir: str,
+    log_dir: str,
+    name: str = "segment",
+    initial_weights: str | None = None,
 ) -> dict[str, object]:
     """Train, select and test one fold (resuming from ``fold_dir/checkpoints`` when present).
 
@@ -193,6 +200,9 @@ def train_fold(
             :data:`PRETRAINED_WEIGHTS` (the model's weights when the last pre-training step ends).
         log_dir: TensorBoard folder of the fold.
         name: what the progress lines call the run.
+        initial_weights: a ``.weights.h5`` file of the same U-Net (e.g. federated training's) that the
+            model starts from instead of its seeded initialisation; used only when ``fold_dir`` has no
+            checkpoint yet (a resumed fold continues from its checkpoint).
 
     Returns:
         The fold record of :func:`fedsim_tf.evaluation.report.fold_entry` (per-volume test Dice of
@@ -206,6 +216,9 @@ def train_fold(
         optimizer=segmenter.optimizer, best_dice=segmenter.best_dice, best_step=segmenter.best_step,
     )
     start = checkpoint.restore_latest()
+    if start == 0 and initial_weights is not None:
+        segmenter.model.load_weights(initial_weights)
+        segmenter.keep_best(0, -1.0)
     total = settings.total_steps
     augmentation = AugmentationConfig() if settings.augment else None
     summaries = Summaries(log_dir)
