@@ -33,6 +33,13 @@ def _run(module: str, *args: str, cwd: Path = ROOT, pythonpath: tuple[Path, ...]
     ("fedsim_tf.main", ["--perceptual=/no/such.h5"], "error: --perceptual=/no/such.h5: no such weights file"),
     ("fedsim_tf.main", ["--stage=segment", "--mode=finetune"], "error: --mode=finetune needs --synthetic_dir"),
     ("fedsim_tf.main", ["--stage=pretrain", "extra"], "error: unexpected arguments: extra"),
+    ("fedsim_tf.main", ["--label_sizes=CT20:x"], "error: --label_sizes=CT20:x: 'CT20:x' is not SITE:L; expected low, "
+     "high or SITE:L,SITE:L,... with L a positive integer (e.g. CT20:4,CT34LC:6,CT34MC:6)"),
+    ("fedsim_tf.main", ["--label_sizes=CT20:4,CT20:8"], "error: --label_sizes=CT20:4,CT20:8: site CT20 is named twice"),
+    ("fedsim_tf.main", ["--label_sizes=CT20:4,XX:6"], "error: --label_sizes: XX not among the sites (CT20, CT34LC, "
+     "CT34MC)"),
+    ("fedsim_tf.main", ["--stage=segment", "--phantom_sites=CT20", "--label_sizes=CT34MC:6"], "error: --label_sizes: "
+     "CT34MC not among the sites (CT20)"),
     ("fedsim_tf.data.inspect", [], "error: --data_dir: give the site folder to check"),
     ("fedsim_tf.data.inspect", ["--data_dir=/no/such/folder"], "error: /no/such/folder: folder does not exist"),
     ("fedsim_tf.data.inspect", ["--layout=bogus", "--data_dir=/tmp"], "error: flag --layout=bogus: value should be"),

@@ -15,8 +15,12 @@ cases, 5 x 7 test slots, one case twice).
 
 **Labelled subsets.** Each fold's ``train`` list is stored in a seeded random order; the labelled
 subset of size ``L`` is its first ``L`` ids (so subsets are nested: the 4 of CT20 are among its 8).
-Table 1 label sizes: CT20 (4, 8), CT34LC/CT34MC (6, 12); other sites: ``round(0.3 * n_train)`` and
-``round(0.6 * n_train)`` (at least 1).
+Table 1 label sizes: CT20 (4, 8), CT34LC/CT34MC (6, 12); other sites (and Table 1 sites with fewer training
+cases than the larger size): ``round(0.3 * n_train)`` and ``round(0.6 * n_train)`` (at least 1).
+
+**Per-site label sizes** (``--label_sizes``, :func:`parse_label_sizes`): ``low`` / ``high`` give every site
+the smaller / larger of its two sizes -- the paper's combinations (4, 6, 6) and (8, 12, 12) for (CT20,
+CT34LC, CT34MC) --, and ``SITE:L,SITE:L,...`` names ``L`` site by site.
 
 **One split per site.** The record is a pure function of the site's name and its case list (the
 stages call :func:`make_splits` with a fixed seed), so every stage and every run -- whatever its
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +41,8 @@ from fedsim_tf.data.layouts import natural_key
 SPLIT_FORMAT = "fedsim-splits-v1"
 TABLE1_LABEL_SIZES: dict[str, tuple[int, int]] = {"CT20": (4, 8), "CT34LC": (6, 12), "CT34MC": (6, 12)}
 OTHER_LABEL_FRACTIONS: tuple[float, float] = (0.3, 0.6)
+LABEL_SIZE_LEVELS: tuple[str, ...] = ("low", "high")  # the smaller / larger entry of label_sizes()
+LABEL_SIZES_FORMS = "low, high or SITE:L,SITE:L,... with L a positive integer (e.g. CT20:4,CT34LC:6,CT34MC:6)"
 
 
 def split_sizes(n_labelled: int, n_folds: int = 5) -> dict[str, int]:
@@ -51,6 +58,58 @@ def label_sizes(site: str, n_train: int) -> tuple[int, ...]:
     if site in TABLE1_LABEL_SIZES and max(TABLE1_LABEL_SIZES[site]) <= n_train:
         return TABLE1_LABEL_SIZES[site]
     return tuple(sorted({max(1, round(f * n_train)) for f in OTHER_LABEL_FRACTIONS}))
+
+
+@dataclass(frozen=True)
+class SiteLabelSizes:
+    """A per-site choice of ``L`` (``--label_sizes``): a level for every site, or sizes by site name.
+
+    Attributes:
+        level: ``""`` (none), ``"low"`` or ``"high"``: every site's smaller / larger :func:`label_sizes`.
+        per_site: ``(site name, L)`` pairs, for the sites they name (set only when ``level`` is empty).
+    """
+
+    level: str = ""
+    per_site: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.level not in ("", *LABEL_SIZE_LEVELS):
+            raise ValueError(f"unknown level {self.level!r}; expected {' or '.join(LABEL_SIZE_LEVELS)}")
+        if self.level and self.per_site:
+            raise ValueError("give either a level or per-site sizes, not both")
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        """The site names that ``per_site`` lists, in its order."""
+        return tuple(site for site, _ in self.per_site)
+
+    def size(self, site: str, n_train: int) -> int | None:
+        """``L`` of ``site`` (``n_train`` training cases per fold), or None when this choice does not cover it."""
+        if self.level:
+            sizes = label_sizes(site, n_train)  # ascending; one entry when both rules round alike
+            return sizes[0] if self.level == "low" else sizes[-1]
+        return dict(self.per_site).get(site)
+
+
+def parse_label_sizes(spec: str) -> SiteLabelSizes:
+    """Read a ``--label_sizes`` value: ``""``, ``low``, ``high`` or ``SITE:L,SITE:L,...``.
+
+    Raises:
+        ValueError: a one-line description of what is malformed (an item that is not ``SITE:L``, an ``L``
+            that is not a positive integer, a site named twice).
+    """
+    spec = spec.strip()
+    if spec in ("", *LABEL_SIZE_LEVELS):
+        return SiteLabelSizes(level=spec)
+    pairs: list[tuple[str, int]] = []
+    for item in spec.split(","):
+        site, sep, size = (part.strip() for part in item.partition(":"))
+        if not (sep and site and size.isdecimal() and int(size) >= 1):
+            raise ValueError(f"{item.strip()!r} is not SITE:L; expected {LABEL_SIZES_FORMS}")
+        if site in dict(pairs):
+            raise ValueError(f"site {site} is named twice")
+        pairs.append((site, int(size)))
+    return SiteLabelSizes(per_site=tuple(pairs))
 
 
 def _rng(seed: int, site: str, salt: int) -> np.random.Generator:

@@ -1,7 +1,7 @@
 """What every stage reads first: the sites (users' folders or the phantom hospitals), their
-cross-validation splits and label sizes, then their preprocessed volumes. The one place that turns
-:class:`~fedsim_tf.options.CommonConfig` into data; plain Python, NumPy and SciPy (no TensorFlow), so
-a bad folder or label size is reported before TensorFlow loads.
+cross-validation splits and label sizes (``--label_sizes`` per site, else ``--label_size``), then their
+preprocessed volumes. The one place that turns :class:`~fedsim_tf.options.CommonConfig` into data; plain
+Python, NumPy and SciPy (no TensorFlow), so a bad folder or label size is reported before TensorFlow loads.
 
 Splits (:mod:`fedsim_tf.data.splits`) are a function of the site's name and its case list only -- not
 of ``--seed`` or ``--work_dir`` -- so every stage and every run uses the same split of a site.
@@ -46,10 +46,17 @@ def site_folders(common: CommonConfig) -> list[str]:
     return [str(folder) for folder in phantom_folders(common)]
 
 
+def site_names(common: CommonConfig) -> list[str]:
+    """The names of the sites the command line names (``--data_dir`` folder names or ``--phantom_sites``),
+    without reading or generating any of them."""
+    if common.data_dirs:
+        return [Path(folder).resolve().name for folder in common.data_dirs]
+    return list(common.phantom_sites)
+
+
 def site_count(common: CommonConfig) -> int:
-    """How many sites the command line names (``--data_dir`` folders or ``--phantom_sites``), without
-    reading or generating any of them."""
-    return len(common.data_dirs) or len(common.phantom_sites)
+    """How many sites the command line names, without reading or generating any of them."""
+    return len(site_names(common))
 
 
 def _layout_and_table(common: CommonConfig) -> tuple[str, LabelTable]:
@@ -101,10 +108,14 @@ class SitePlan:
 def plan_site(folder: str, common: CommonConfig) -> SitePlan:
     """Split and label size of one site folder, from its file names only.
 
+    The label size ``L``: the site's entry of ``--label_sizes`` when it covers the site (its level, or the
+    site's name among its ``SITE:L`` pairs), else ``--label_size``, else (0) the site's smaller
+    :func:`~fedsim_tf.data.splits.label_sizes`.
+
     Raises:
         DataError: naming problems of the folder (one line each).
-        UserInputError: a ``--label_size`` larger than the site allows (naming the largest valid value),
-            or too few labelled volumes to split.
+        UserInputError: a ``--label_size`` or ``--label_sizes`` entry larger than the site allows (naming the
+            largest valid value), or too few labelled volumes to split.
     """
     layout, _ = _layout_and_table(common)
     files, problems = find_cases(folder, layout)
@@ -117,17 +128,27 @@ def plan_site(folder: str, common: CommonConfig) -> SitePlan:
     except ValueError as error:
         raise UserInputError(f"site {name} ({folder}): {error}") from error
     n_train = len(splits["folds"][0]["train"])
-    label_size = common.label_size or label_sizes(name, n_train)[0]
+    chosen = common.label_sizes.size(name, n_train)
+    label_size = chosen or common.label_size or label_sizes(name, n_train)[0]
     if label_size > n_train:
+        flag = f"--label_sizes: {name}:{label_size}" if chosen else f"--label_size={label_size}"
         raise UserInputError(
-            f"--label_size={label_size}: site {name} ({folder}) has {len(labelled)} labelled volumes, "
-            f"{n_train} of them for training per fold; the largest valid --label_size is {n_train}"
+            f"{flag}: site {name} ({folder}) has {len(labelled)} labelled volumes, {n_train} of them for training "
+            f"per fold; the largest valid {'L of ' + name if chosen else '--label_size'} is {n_train}"
         )
     return SitePlan(name, str(folder), splits, label_size)
 
 
 def plan_sites(common: CommonConfig) -> list[SitePlan]:
-    """:func:`plan_site` of every site (the phantom hospitals are generated first when missing)."""
+    """:func:`plan_site` of every site (the phantom hospitals are generated first when missing).
+
+    Raises:
+        UserInputError: ``--label_sizes`` names a site that is not among the sites (checked first).
+    """
+    names = site_names(common)
+    unknown = [site for site in common.label_sizes.sites if site not in names]
+    if unknown:
+        raise UserInputError(f"--label_sizes: {', '.join(unknown)} not among the sites ({', '.join(names)})")
     return [plan_site(folder, common) for folder in site_folders(common)]
 
 

@@ -4,8 +4,8 @@
 
 Single-site modes (one site, ``--site``, the first when empty; folds of :mod:`fedsim_tf.data.splits`):
 
-* ``lower``: train on the ``L`` labelled training volumes of the fold (``--label_size``; 0 = the
-  paper's smaller size) -- Table 3's "Lower Bound".
+* ``lower``: train on the ``L`` labelled training volumes of the fold (``--label_sizes`` per site, else
+  ``--label_size``; 0 = the paper's smaller size) -- Table 3's "Lower Bound".
 * ``upper``: train on every training volume of the fold with its label -- "Upper Bound".
 * ``finetune``: pre-train ``--seg_pretrain_steps`` steps on every labelled volume of
   ``--synthetic_dir`` (a folder of NIfTI volumes in the MM-WHS layout, as ``--stage=synthesize``
