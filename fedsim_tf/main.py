@@ -18,7 +18,7 @@ from absl import flags
 
 from fedsim_tf import cli, options
 from fedsim_tf.errors import UserInputError
-from fedsim_tf.stages import federated, pretrain, pretrain_gan, sample, segment, semi, synthesize
+from fedsim_tf.stages import experiment, federated, pretrain, pretrain_gan, sample, segment, semi, synthesize
 
 FLAGS = flags.FLAGS
 
@@ -37,6 +37,7 @@ STAGES: dict[str, ModuleType | str] = {
     "synthesize": synthesize,
     "sample": sample,
     "segment": segment,
+    "experiment": experiment,
 }
 
 

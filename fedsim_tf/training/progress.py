@@ -7,7 +7,7 @@ import time
 from absl import logging
 
 
-def _format_seconds(seconds: float) -> str:
+def format_seconds(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
@@ -45,6 +45,6 @@ class Progress:
         self._last = now
         rate = self.rate(step)
         eta = (self.total - step) / rate if rate > 0 else float("nan")
-        eta_text = _format_seconds(eta) if eta == eta else "--:--"
+        eta_text = format_seconds(eta) if eta == eta else "--:--"
         extra = " ".join(f"{key}={value:.4g}" for key, value in values.items())
         logging.info("%s step %d/%d | %.2f steps/s | ETA %s | %s", self.name, step, self.total, rate, eta_text, extra)

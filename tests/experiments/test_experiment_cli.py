@@ -1,0 +1,48 @@
+"""``--stage=experiment`` refuses a bad command line with one line, before TensorFlow loads, and lists its
+presets and flags in ``--help``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _main(args: list[str], no_tensorflow: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(no_tensorflow), str(ROOT)])}
+    return subprocess.run([sys.executable, "-m", "fedsim_tf.main", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--experiment_label_sizes=CT20:x"], "error: --experiment_label_sizes=CT20:x: 'CT20:x' is not SITE:L"),
+    (["--experiment_label_sizes=low", "--experiment_label_sizes=low"],
+     "error: --experiment_label_sizes: a setting is given twice"),
+    (["--single_site"], "error: --single_site: the experiment runs single-site and federated rows"),
+    (["--site=CT20"], "error: --site=CT20: the experiment covers every site; drop --site"),
+    (["--table=2"], "error: flag --table=2: value should be one of <3>"),
+])
+def test_bad_command_lines_fail_with_one_line_before_tensorflow(args: list[str], message: str,
+                                                                 no_tensorflow: Path) -> None:
+    result = _main(["--flagfile=flags/table3_demo.cfg", *args], no_tensorflow)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_presets_nest_the_size_presets_and_help_lists_the_stage(no_tensorflow: Path) -> None:
+    from fedsim_tf.cli import expand_flagfiles
+
+    demo = expand_flagfiles(["--flagfile=" + str(ROOT / "flags" / "table3_demo.cfg")])
+    paper = expand_flagfiles(["--flagfile=" + str(ROOT / "flags" / "table3_paper.cfg")])
+    assert "--volume_size=64" in demo and demo.count("--folds=1") == 2 and demo[-3:] == ["--folds=1", "--experiment_label_sizes=low",
+                                                          "--experiment_generators=single_site"]
+    assert "--volume_size=128" in paper and paper[-4:] == ["--folds=5", "--experiment_label_sizes=low",
+                                                           "--experiment_label_sizes=high",
+                                                           "--experiment_generators=single_site"]
+    result = _main(["--stage=experiment", "--help"], no_tensorflow)
+    assert result.returncode == 0 and "--experiment_label_sizes" in result.stdout
