@@ -91,7 +91,7 @@ def test_help_lists_the_stages_in_pipeline_order_and_one_stage_flags(no_tensorfl
     assert overview.returncode == 0, overview.stderr
     stages = [line.split()[0] for line in overview.stdout.split("Stages, in pipeline order:\n")[1].split("\n\n")[0]
               .splitlines()]
-    assert stages == ["pretrain", "pretrain_gan", "semi", "federated", "synthesize", "sample", "segment"]
+    assert stages == ["pretrain", "pretrain_gan", "semi", "federated", "synthesize", "sample", "segment", "experiment"]
     assert "flags/demo.cfg" in overview.stdout and "flags/paper.cfg" in overview.stdout
     segment = _run("fedsim_tf.main", "--stage=segment", "--help", pythonpath=(no_tensorflow,))
     assert segment.returncode == 0, segment.stderr
