@@ -60,6 +60,16 @@ import tensorflow as tf
 from fedsim_tf.federation import roles
 
 
+def _untuned_options() -> tf.data.Options:
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
+_UNTUNED = _untuned_options()
+"""Dataset options of the sites' inputs (see :meth:`FederatedEngine.site_inputs`)."""
+
+
 def site_strategy(
     devices: Sequence[str], cross_device_ops: tf.distribute.CrossDeviceOps | None = None
 ) -> tf.distribute.MirroredStrategy:
@@ -197,10 +207,15 @@ class FederatedEngine:
         def replica_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
             if context.num_input_pipelines != self.num_sites:
                 raise ValueError(f"{context.num_input_pipelines} input pipelines for {self.num_sites} sites")
-            return dataset_fn(context.input_pipeline_id, start_round)
+            return dataset_fn(context.input_pipeline_id, start_round).with_options(_UNTUNED)
 
+        # No fetch to device and no tf.data autotuning: with either, an iterator's destructor waits for a
+        # background thread (the autotuner sleeps up to a minute between its passes), which cost 1-2 minutes
+        # per training phase on the demo preset. A site's batches are small (indices, or one volume) and
+        # the ops that consume them run on the site's device anyway.
         per_replica = tf.distribute.InputReplicationMode.PER_REPLICA
-        options = tf.distribute.InputOptions(experimental_replication_mode=per_replica)
+        options = tf.distribute.InputOptions(experimental_replication_mode=per_replica,
+                                             experimental_fetch_to_device=False)
         return iter(self.strategy.distribute_datasets_from_function(replica_dataset, options))
 
     def compile_round(self, sites: Sequence[roles.Site]) -> FederatedRound:
