@@ -39,10 +39,17 @@ def test_presets_nest_the_size_presets_and_help_lists_the_stage(no_tensorflow: P
 
     demo = expand_flagfiles(["--flagfile=" + str(ROOT / "flags" / "table3_demo.cfg")])
     paper = expand_flagfiles(["--flagfile=" + str(ROOT / "flags" / "table3_paper.cfg")])
-    assert "--volume_size=64" in demo and demo.count("--folds=1") == 2 and demo[-3:] == ["--folds=1", "--experiment_label_sizes=low",
-                                                          "--experiment_generators=single_site"]
-    assert "--volume_size=128" in paper and paper[-4:] == ["--folds=5", "--experiment_label_sizes=low",
-                                                           "--experiment_label_sizes=high",
-                                                           "--experiment_generators=single_site"]
+    def last(flags: list[str], name: str) -> str:  # absl keeps the last value of a flag
+        return [flag for flag in flags if flag.startswith(f"--{name}=")][-1].split("=", 1)[1]
+
+    def every(flags: list[str], name: str) -> list[str]:
+        return [flag.split("=", 1)[1] for flag in flags if flag.startswith(f"--{name}=")]
+
+    # demo: the demo sizes, 1 fold, 10-volume phantom sites so that the paper's low label sizes give L = 2
+    assert (last(demo, "volume_size"), last(demo, "folds"), last(demo, "phantom_volumes")) == ("64", "1", "10")
+    assert every(demo, "experiment_label_sizes") == ["low"] and last(demo, "experiment_generators") == "single_site"
+    # paper: the paper's sizes, 5 folds, both label-size combinations
+    assert (last(paper, "volume_size"), last(paper, "folds")) == ("128", "5")
+    assert every(paper, "experiment_label_sizes") == ["low", "high"]
     result = _main(["--stage=experiment", "--help"], no_tensorflow)
     assert result.returncode == 0 and "--experiment_label_sizes" in result.stdout
