@@ -13,6 +13,11 @@ set, one segmentation fold. Per label-size setting and fold, in dependency order
 
 The Upper Bound trains on every training label, whatever the label-size setting, so it is one cell per
 fold and site (planned with the first setting).
+
+Table 2 (the ablation, paper Sec. 3, in the Ours-Fix-Mat setting, trained only on synthetic data) on one
+site, per label-size setting and fold: ``pretrain`` of the site's own generator -> ``pretrain_gan
+--material=fixmat`` -> ``synthesize --material=fixmat`` per row (:data:`TABLE2_ROWS`: shape and blend) ->
+``segment --mode=synthetic_only`` per row.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ ROWS: tuple[str, ...] = ("Lower Bound", *SYNTHETIC_ROWS, "Upper Bound", "Direct-
 SINGLE_SITE_ROWS: tuple[str, ...] = ROWS[:5]
 FEDERATED_ROWS: tuple[str, ...] = ROWS[5:]
 GAN_MATERIALS: tuple[str, ...] = ("learned", "fixmat")
+TABLE2_ROWS: dict[str, tuple[str, str]] = {"Rand Shape + GAN": ("random", "none"),
+                                           "+ Alpha blend": ("random", "alpha"),
+                                           "+ Poisson blend": ("random", "poisson"),
+                                           "Ours Fix-Mat": ("learned", "none")}
+"""Table 2's rows in the paper's order: method -> (``synthesize --shape``, ``--blend``); every one Fix-Mat."""
+TABLE2_SITE = "CT20"
+"""Table 2's site (the first site when it is absent)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,8 @@ class Cell:
         generator: whose generative model: a site name (single-site), :data:`POOLED`, or ``"federated"``;
             ``""`` where none is involved (Lower/Upper Bound, Direct-FL).
         site: the site it works on; ``""`` for a cell over every site.
-        method: the Table 3 row a ``segment`` cell fills (``""`` otherwise).
+        method: the Table 3 row a ``segment`` cell fills, or the Table 2 row (:data:`TABLE2_ROWS`) a
+            ``synthesize`` or ``segment`` cell is for (``""`` otherwise).
         material: the GAN's or synthetic set's material (``learned``, ``fixmat``); ``""`` otherwise.
         source: the generator stage a synthetic set draws from (``pretrain``, ``semi``, ``federated``).
     """
@@ -119,6 +132,32 @@ def plan_table3(sites: Sequence[str], settings: Sequence[str], folds: Iterable[i
                       for site in sites]
             cells.append(Cell("segment", fold, setting, "federated", method="Ours-Sim-FL"))
             cells.append(Cell("segment", fold, setting, method="Direct-FL"))
+    return cells
+
+
+def table2_site(sites: Sequence[str]) -> str:
+    """Table 2's site among ``sites``: :data:`TABLE2_SITE`, else the first."""
+    return TABLE2_SITE if TABLE2_SITE in sites else sites[0]
+
+
+def plan_table2(sites: Sequence[str], settings: Sequence[str], folds: Iterable[int]) -> list[Cell]:
+    """Every cell of Table 2 in the order they run: settings, then folds, then the chain of the module
+    docstring on :func:`table2_site`, with that site's own generator.
+
+    Args:
+        sites: the site names, in order.
+        settings: the label-size settings (``--label_sizes`` values), in order; at least one.
+        folds: the folds, in order.
+    """
+    site = table2_site(sites)
+    cells: list[Cell] = []
+    for setting in settings:
+        for fold in folds:
+            cells += [Cell("pretrain", fold, setting, site),
+                      Cell("pretrain_gan", fold, setting, site, site, material="fixmat")]
+            for stage in ("synthesize", "segment"):
+                cells += [Cell(stage, fold, setting, site, site, method, "fixmat", "pretrain")
+                          for method in TABLE2_ROWS]
     return cells
 
 

@@ -1,6 +1,7 @@
-"""How a Table 3 cell (:mod:`fedsim_tf.experiments.cells`) becomes a stage call: its stage settings, derived
-from the command line's settings of every stage by :func:`dataclasses.replace` (fold, label sizes, site,
-generator), and what its run leaves for the report.
+"""How a Table 3 or Table 2 cell (:mod:`fedsim_tf.experiments.cells`) becomes a stage call: its stage settings,
+derived from the command line's settings of every stage by :func:`dataclasses.replace` (fold, label sizes, site,
+generator; a Table 2 row's shape, blend and ``segment --mode=synthetic_only``), and what its run leaves for the
+report.
 
 A ``segment`` cell's output is its rows: per site, the row's method, label size, fold and per-volume
 test Dice (``null`` for a volume with an empty ground truth).
@@ -14,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedsim_tf.data.splits import parse_label_sizes
-from fedsim_tf.experiments.cells import POOLED, SEGMENT_METHODS, Cell
+from fedsim_tf.experiments.cells import POOLED, SEGMENT_METHODS, TABLE2_ROWS, Cell
 from fedsim_tf.options import CommonConfig
 from fedsim_tf.stages import federated, inputs, pretrain, pretrain_gan, segment, semi, synthesize
 
 MODE_OF_METHOD: dict[str, str] = {method: mode for mode, method in SEGMENT_METHODS.items()}
-"""Table 3 row -> ``segment --mode`` (the synthetic rows: ``finetune``)."""
+"""Table 3 row -> ``segment --mode`` (the synthetic rows: ``finetune``; Table 2's rows: ``synthetic_only``)."""
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,14 @@ def cell_common(common: CommonConfig, cell: Cell) -> CommonConfig:
 
 def _synthesize_config(configs: StageConfigs, cell: Cell, site: str) -> synthesize.SynthesizeConfig:
     generator_cell = dataclasses.replace(cell, stage="synthesize", site=site)
+    shape, blend = TABLE2_ROWS.get(cell.method, ("learned", "none"))
     return dataclasses.replace(configs.synthesize, common=cell_common(configs.common, generator_cell),
-                               generator=cell.source, material=cell.material, shape="learned", blend="none")
+                               generator=cell.source, material=cell.material, shape=shape, blend=blend)
 
 
 def synthetic_folder(configs: StageConfigs, cell: Cell) -> str:
-    """The synthetic set a fine-tuned row of ``cell``'s site pre-trains on (``--stage=synthesize``'s folder)."""
+    """The synthetic set a fine-tuned (or Table 2) row of ``cell``'s site trains on (``--stage=synthesize``'s
+    folder)."""
     config = _synthesize_config(configs, cell, cell.site)
     plans = inputs.plan_sites(config.common)
     name = inputs.training_set(plans, config.common).name
@@ -72,14 +75,15 @@ def synthetic_folder(configs: StageConfigs, cell: Cell) -> str:
 def segment_config(configs: StageConfigs, cell: Cell) -> segment.SegmentConfig:
     """``segment``'s settings of a row's fold: ``--mode`` of the row, batch 3 in the federated comparison,
     synthetic pre-training steps where the mode pre-trains."""
-    mode = MODE_OF_METHOD.get(cell.method, "finetune")
+    mode = "synthetic_only" if cell.method in TABLE2_ROWS else MODE_OF_METHOD.get(cell.method, "finetune")
     training = dataclasses.replace(
         configs.segment.training,
         batch_size=segment.FEDERATED_BATCH_SIZE if mode in segment.FEDERATED_MODES else configs.seg_batch_size,
         pretrain_steps=configs.seg_pretrain_steps if mode in segment.PRETRAINING else 0)
     return dataclasses.replace(configs.segment, common=cell_common(configs.common, cell), mode=mode, folds=1,
                                training=training,
-                               synthetic_dir=synthetic_folder(configs, cell) if mode == "finetune" else "")
+                               synthetic_dir=synthetic_folder(configs, cell) if mode in segment.SYNTHETIC_MODES
+                               else "")
 
 
 def stage_config(configs: StageConfigs, cell: Cell) -> Any:

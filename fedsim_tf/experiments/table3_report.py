@@ -51,7 +51,8 @@ def columns(rows: Sequence[Mapping[str, Any]], settings: Sequence[str]) -> list[
             for site in sites for setting in settings if (site, setting) in sizes]
 
 
-def _cell(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def fold_cell(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """One table cell of ``rows`` (mean ± std over folds of the fold means, module docstring); None when empty."""
     if not rows:
         return None
     by_fold: dict[int, list[float]] = {}
@@ -65,6 +66,18 @@ def _cell(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
             "volumes": sum(v is not None for row in rows for v in row["test_dice"].values()), "bold": False}
 
 
+def bold_best(ranked: Sequence[Mapping[str, Any]], count: int) -> None:
+    """Set ``bold`` on the cell(s) of the highest mean in each of the ``count`` columns of the ``ranked`` rows
+    (``{"cells": [cell or None]}``)."""
+    for index in range(count):
+        means = [row["cells"][index]["mean"] for row in ranked if row["cells"][index] is not None
+                 and row["cells"][index]["mean"] is not None]
+        for row in ranked:
+            cell = row["cells"][index]
+            if cell is not None and means and cell["mean"] == max(means):
+                cell["bold"] = True
+
+
 def summarise(rows: Sequence[Mapping[str, Any]], settings: Sequence[str]) -> dict[str, Any]:
     """The ``table3.json`` record (schema in the module docstring) of ``rows`` and label-size ``settings``."""
     cols = columns(rows, settings)
@@ -75,25 +88,19 @@ def summarise(rows: Sequence[Mapping[str, Any]], settings: Sequence[str]) -> dic
         for col in cols:
             chosen = [r for r in rows if r["method"] == method and r["site"] == col["site"] and
                       (method in UNRANKED or r["setting"] == col["setting"])]
-            cells.append(_cell(chosen))
+            cells.append(fold_cell(chosen))
         table.append({"method": method, "section": "federated" if method in FEDERATED_ROWS else "single site",
                       "cells": cells})
     for section in (SINGLE_SITE_ROWS, FEDERATED_ROWS):
-        ranked = [row for row in table if row["method"] in section and row["method"] not in UNRANKED]
-        for index in range(len(cols)):
-            means = [row["cells"][index]["mean"] for row in ranked if row["cells"][index] is not None
-                     and row["cells"][index]["mean"] is not None]
-            for row in ranked:
-                cell = row["cells"][index]
-                if cell is not None and means and cell["mean"] == max(means):
-                    cell["bold"] = True
+        bold_best([row for row in table if row["method"] in section and row["method"] not in UNRANKED], len(cols))
     paper = {"source": paper_numbers.SOURCE, "columns": [list(c) for c in paper_numbers.TABLE3_COLUMNS],
              "rows": {method: [list(v) for v in values] for method, values in paper_numbers.TABLE3.items()},
              "upper_bound": {site: list(v) for site, v in paper_numbers.TABLE3_UPPER_BOUND.items()}}
     return {"schema": SCHEMA, "columns": cols, "rows": table, "paper": paper}
 
 
-def _format(cell: Mapping[str, Any] | None) -> str:
+def percent_cell(cell: Mapping[str, Any] | None) -> str:
+    """A cell in % (``mean ± std``, bold where marked; ``n/a`` when empty)."""
     if cell is None or cell["mean"] is None:
         return "n/a"
     text = f"{100 * cell['mean']:.2f} ± {100 * (cell['std'] or 0.0):.2f}"
@@ -110,7 +117,8 @@ def ours_markdown(summary: Mapping[str, Any]) -> str:
               for c in summary["columns"]]
     lines = _header(titles)
     for row in summary["rows"]:
-        lines.append(f"| {row['section']} | {row['method']} | " + " | ".join(_format(c) for c in row["cells"]) + " |")
+        lines.append(f"| {row['section']} | {row['method']} | " + " | ".join(percent_cell(c) for c in row["cells"])
+                     + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,6 +1,6 @@
-"""Stage ``experiment``: the paper's Table 3 in one command -- every stage, every fold and label-size setting, cached cell by cell, then the report.
+"""Stage ``experiment``: the paper's Table 3 or Table 2 in one command -- every stage, every fold and label-size setting, cached cell by cell, then the report.
 
-``python -m fedsim_tf.main --stage=experiment --table=3 [--flagfile=flags/table3_demo.cfg]``
+``python -m fedsim_tf.main --stage=experiment --table=3|2 [--flagfile=flags/table3_demo.cfg]``
 
 For each label-size setting (``--experiment_label_sizes``, repeatable: ``low``, ``high`` or
 ``SITE:L,...``; none = the run's ``--label_sizes`` / ``--label_size``) and each fold of ``--folds``, the
@@ -12,17 +12,24 @@ site -> ``segment --mode=sim_fl`` -> ``--mode=direct_fl``, batch 3). The generat
 is each site's own (``--experiment_generators=single_site``, the paper) or one learned from every site's
 labels (``pooled``). Every other setting is the stages' own flags.
 
-Caching: a finished cell is recorded in ``<work_dir>/experiment/cells/<cell>.json`` (its settings'
+``--table=2`` (the ablation, trained only on synthetic data): per setting and fold, on CT20 (the first site
+when it is absent) with its own generator, ``pretrain`` -> ``pretrain_gan --material=fixmat`` -> four
+Fix-Mat synthetic sets (random shape + GAN, + alpha blend, + Poisson blend, learned shape = Ours Fix-Mat)
+-> ``segment --mode=synthetic_only`` on each (``--seg_steps`` steps, batch ``--seg_batch_size``).
+
+Caching: a finished cell is recorded in ``<work_dir>/experiment/cells/<cell>.json`` (Table 2:
+``experiment/table2_cells/``, since its "Ours Fix-Mat" segment cell trains otherwise than Table 3's; its settings'
 fingerprint, wall time, results) and skipped by a rerun; a cell broken off is run again and resumes from
 its stage's checkpoints. One progress line over the whole protocol (cells done / total, wall time of the
 finished cells, ETA) comes before every cell.
 
 Report (:mod:`fedsim_tf.experiments.table3_outputs`): ``<work_dir>/results/table3.json``,
 ``table3_experiment.md`` (with the paper's own Table 3 beside it), ``table3_volumes.csv``,
-``table3_boxplot_<site>.png``, ``table3_manifest.json``.
+``table3_boxplot_<site>.png``, ``table3_manifest.json``; Table 2 (:mod:`fedsim_tf.experiments.table2_report`):
+``table2.json``, ``table2_experiment.md``, ``table2_volumes.csv``, ``table2_manifest.json``.
 
-Devices: the federated cells need one device per site, configured before TensorFlow initialises, so
-:func:`run` configures them first thing (``--fed_devices``).
+Devices: Table 3's federated cells need one device per site, configured before TensorFlow initialises, so
+:func:`run` configures them first thing (``--fed_devices``); Table 2 has no federated cell.
 """
 
 from __future__ import annotations
@@ -41,10 +48,11 @@ from fedsim_tf.experiments import table3_cells
 from fedsim_tf.experiments.ledger import Ledger
 from fedsim_tf.experiments.manifest import build_manifest
 from fedsim_tf.experiments.runner import run_cells
+from fedsim_tf.experiments.table2_report import write_table2
 from fedsim_tf.experiments.table3_outputs import write_table3
 from fedsim_tf.stages import federated, federation_flags, inputs, pretrain, pretrain_gan, segment, semi, synthesize
 
-TABLES: tuple[str, ...] = ("3",)
+TABLES: tuple[str, ...] = ("3", "2")
 GENERATORS: tuple[str, ...] = ("single_site", "pooled")
 
 flags.DEFINE_enum("table", "3", list(TABLES), "experiment: which of the paper's tables to reproduce.")
@@ -64,7 +72,7 @@ class ExperimentConfig:
     """Settings of the experiment stage.
 
     Attributes:
-        table: the paper's table (``3``).
+        table: the paper's table (``3`` or ``2``).
         stages: every stage's settings from the command line.
         settings: the label-size settings, in order (``""``: the run's own).
         single_site: each site's own generator for the single-site rows.
@@ -92,7 +100,10 @@ def config_from_flags() -> ExperimentConfig:
             raise UserInputError(f"--experiment_label_sizes={setting}: {error}") from error
     if len(set(FLAGS.experiment_label_sizes)) != len(FLAGS.experiment_label_sizes):
         raise UserInputError("--experiment_label_sizes: a setting is given twice")
-    if FLAGS.seg_pretrain_steps == 0:
+    if FLAGS.table == "2" and FLAGS.experiment_generators != "single_site":
+        raise UserInputError(f"--experiment_generators={FLAGS.experiment_generators}: Table 2 uses the site's own "
+                             "generator; drop it with --table=2")
+    if FLAGS.table == "3" and FLAGS.seg_pretrain_steps == 0:
         raise UserInputError("--seg_pretrain_steps=0: the synthetic rows and Direct-FL need pre-training steps")
     base_segment = segment.config_from_flags()
     stages = table3_cells.StageConfigs(
@@ -109,8 +120,14 @@ def config_from_flags() -> ExperimentConfig:
 def plan(config: ExperimentConfig) -> list[protocol.Cell]:
     """The protocol's cells (reads no volume)."""
     stages = config.stages
-    return protocol.plan_table3(inputs.site_names(stages.common), config.settings,
-                                stages.segment.fold_indices(), config.single_site)
+    sites = inputs.site_names(stages.common)
+    if config.table == 2:
+        return protocol.plan_table2(sites, config.settings, stages.segment.fold_indices())
+    return protocol.plan_table3(sites, config.settings, stages.segment.fold_indices(), config.single_site)
+
+
+def _ledger_folder(config: ExperimentConfig) -> str:
+    return "cells" if config.table == 3 else f"table{config.table}_cells"
 
 
 def _provenance(config: ExperimentConfig, folders: list[str], code: dict[str, object]) -> list[str]:
@@ -126,24 +143,26 @@ def _provenance(config: ExperimentConfig, folders: list[str], code: dict[str, ob
             f"{config.stages.segment.training.base_filters}; seed {common.seed}; single-site rows' generator: "
             f"{'each site its own' if config.single_site else 'pooled over the sites'}",
             f"code: commit {code['commit']}{' with uncommitted changes' if code['dirty'] else ''}",
-            "every number is read from this run's cell records (`<work_dir>/experiment/cells/`)"]
+            f"every number is read from this run's cell records (`<work_dir>/{STAGE}/{_ledger_folder(config)}/`)"]
 
 
 def run(config: ExperimentConfig) -> dict[str, object]:
-    """Configure one device per site (TensorFlow loads here, first), run every unfinished cell, write the
-    report; returns the report files' paths by name."""
+    """Configure one device per site for Table 3 (TensorFlow loads here, first), run every unfinished cell,
+    write the report; returns the report files' paths by name."""
     stages = config.stages
     common = stages.common
-    federation_flags.site_devices(stages.federated.devices, inputs.site_count(common))
+    if config.table == 3:
+        federation_flags.site_devices(stages.federated.devices, inputs.site_count(common))
     cells = plan(config)
-    ledger = Ledger(os.path.join(common.work_dir, STAGE, "cells"))
+    ledger = Ledger(os.path.join(common.work_dir, STAGE, _ledger_folder(config)))
     records = run_cells(cells, ledger,
                         lambda cell: dataclasses.asdict(table3_cells.stage_config(stages, cell)),
                         lambda cell: table3_cells.execute(stages, cell))
     rows = [row for cell in cells if cell.stage == "segment" for row in records[cell.key]["output"]["rows"]]
     folders = inputs.site_folders(common)
     manifest = build_manifest(config.table, config.command_line, config, folders, records)
-    paths = write_table3(os.path.join(common.work_dir, "results"), rows, config.settings,
-                         _provenance(config, folders, manifest["code"]), manifest)
+    write = write_table3 if config.table == 3 else write_table2
+    paths = write(os.path.join(common.work_dir, "results"), rows, config.settings,
+                  _provenance(config, folders, manifest["code"]), manifest)
     logging.info("experiment: Table %d -> %s", config.table, paths["markdown"])
     return paths

@@ -1,6 +1,7 @@
 """Stage ``segment``: the Table 3 protocol -- train a 3D U-Net for binary whole-heart segmentation.
 
-``python -m fedsim_tf.main --stage=segment --mode=lower|upper|finetune|direct_fl|sim_fl [--flagfile=flags/paper.cfg]``
+``python -m fedsim_tf.main --stage=segment --mode=lower|upper|finetune|synthetic_only|direct_fl|sim_fl``
+``[--flagfile=flags/paper.cfg]``
 
 Single-site modes (one site, ``--site``, the first when empty; folds of :mod:`fedsim_tf.data.splits`):
 
@@ -10,6 +11,9 @@ Single-site modes (one site, ``--site``, the first when empty; folds of :mod:`fe
 * ``finetune``: pre-train ``--seg_pretrain_steps`` steps on every labelled volume of
   ``--synthetic_dir`` (a folder of NIfTI volumes in the MM-WHS layout, as ``--stage=synthesize``
   writes them, preprocessed like a site), then fine-tune ``--seg_steps`` steps on the ``L`` real ones (same optimiser) -- "Ours".
+* ``synthetic_only``: train ``--seg_steps`` steps on every labelled volume of ``--synthetic_dir`` alone, no
+  real label (selection on the fold's validation volumes, test on its test volumes) -- Table 2's "trained
+  only on synthetic data".
 
 Federated comparison (every site -- ``--data_dir`` folders or the phantom hospitals --, one report per
 site; ``--site`` and ``--single_site`` are refused, since the run covers every site; batch size 3 for
@@ -31,7 +35,7 @@ The trainer (loss, augmentation, schedule, patches and sliding windows, validati
 determinism) is :mod:`fedsim_tf.training.segmentation`; this module holds the flags and the protocol.
 
 Folds: ``--folds=K`` runs folds ``0..K-1``; ``--folds=1`` runs only the shared ``--fold``.
-A run is named ``segment_<mode>_<site>_L<L>_<unet>`` (finetune: ``+ _<synthetic folder name>``; the
+A run is named ``segment_<mode>_<site>_L<L>_<unet>`` (finetune, synthetic_only: ``+ _<synthetic folder name>``; the
 federated modes: ``+ _fed-<site>-L<L>_...`` over every site, :func:`run_name`), so runs differing in site,
 label sizes or synthetic source never share outputs.
 Outputs per fold under ``<work_dir>/segment/<run name>/fold<k>``: ``checkpoints/`` (resume point),
@@ -66,7 +70,9 @@ from fedsim_tf.stages.synthesize import SynthesizeConfig
 from fedsim_tf.stages.synthesize import output_dir as synthetic_output_dir
 from fedsim_tf.training.segmentation_settings import LR_SCHEDULES, SegmentationSettings
 
-MODES: tuple[str, ...] = ("lower", "upper", "finetune", "direct_fl", "sim_fl")
+MODES: tuple[str, ...] = ("lower", "upper", "finetune", "synthetic_only", "direct_fl", "sim_fl")
+SYNTHETIC_MODES: tuple[str, ...] = ("finetune", "synthetic_only")
+"""The modes that train on ``--synthetic_dir``."""
 FEDERATED_MODES: tuple[str, ...] = ("direct_fl", "sim_fl")
 METHOD_NAMES: dict[str, str] = {"lower": "Lower Bound", "upper": "Upper Bound", "direct_fl": "Direct-FL",
                                 "sim_fl": "Ours-Sim-FL"}
@@ -77,11 +83,13 @@ FEDERATED_BATCH_SIZE = 3
 three sites' gradients, so the others train with batch 3 too)."""
 
 flags.DEFINE_enum("mode", "lower", list(MODES), "segment: lower (L labels), upper (all labels), finetune "
-                  "(pre-train on --synthetic_dir, fine-tune on L labels), direct_fl (federated U-Net over every "
+                  "(pre-train on --synthetic_dir, fine-tune on L labels), synthetic_only (train on --synthetic_dir "
+                  "alone, no real label; Table 2), direct_fl (federated U-Net over every "
                   "site, fine-tuned per site) or sim_fl (per site: pre-train on the federated simulator's synthetic "
                   "set, fine-tune on L labels).")
-flags.DEFINE_string("synthetic_dir", "", "segment --mode=finetune: folder of labelled synthetic NIfTI volumes; "
-                    "'{fold}' in it is replaced by each fold's index (synthetic sets are made per fold).")
+flags.DEFINE_string("synthetic_dir", "", "segment --mode=finetune and synthetic_only: folder of labelled "
+                    "synthetic NIfTI volumes; '{fold}' in it is replaced by each fold's index (synthetic sets are "
+                    "made per fold).")
 flags.DEFINE_integer("folds", 5, "segment: run folds 0..folds-1; 1 = only the shared --fold.", lower_bound=1)
 flags.DEFINE_enum("unet", "cicek", list(UNET_NAMES), "segment: 3D U-Net configuration.")
 flags.DEFINE_integer("seg_batch_size", 1, "segment: volumes per step of lower/upper/finetune (paper: 1); "
@@ -131,15 +139,16 @@ class SegmentConfig:
 def config_from_flags() -> SegmentConfig:
     """Read and check the segment flags; raises :class:`UserInputError` naming the bad flag."""
     common = common_config_from_flags()
-    if FLAGS.mode == "finetune":
+    if FLAGS.mode in SYNTHETIC_MODES:
         if not FLAGS.synthetic_dir:
-            raise UserInputError("--mode=finetune needs --synthetic_dir (a folder of labelled synthetic volumes)")
+            raise UserInputError(f"--mode={FLAGS.mode} needs --synthetic_dir (a folder of labelled synthetic volumes)")
         folds = [common.fold] if FLAGS.folds == 1 else range(FLAGS.folds)
         for folder in dict.fromkeys(FLAGS.synthetic_dir.replace("{fold}", str(fold)) for fold in folds):
             if not os.path.isdir(folder):
                 raise UserInputError(f"--synthetic_dir={FLAGS.synthetic_dir}: no such folder {folder}")
     elif FLAGS.synthetic_dir:
-        raise UserInputError(f"--synthetic_dir is only used with --mode=finetune, not --mode={FLAGS.mode}")
+        raise UserInputError(f"--synthetic_dir is only used with --mode={' or '.join(SYNTHETIC_MODES)}, not "
+                             f"--mode={FLAGS.mode}")
     if FLAGS.mode in FEDERATED_MODES and common.site:
         raise UserInputError(f"--site={common.site}: --mode={FLAGS.mode} trains and reports every site; drop --site")
     if FLAGS.mode in FEDERATED_MODES and common.single_site:
@@ -166,10 +175,11 @@ def _synthetic_name(config: SegmentConfig) -> str:
 
 def method_name(config: SegmentConfig) -> str:
     """Table 3 row name: "Lower Bound", "Upper Bound", "Direct-FL", "Ours-Sim-FL" or
-    "Pre-train <synthetic folder name>"."""
+    "Pre-train <synthetic folder name>"; Table 2's "Synthetic only <synthetic folder name>"."""
     if config.mode in METHOD_NAMES:
         return METHOD_NAMES[config.mode]
-    return f"Pre-train {_synthetic_name(config)}"
+    prefix = "Synthetic only" if config.mode == "synthetic_only" else "Pre-train"
+    return f"{prefix} {_synthetic_name(config)}"
 
 
 def federation_key(plans: list[inputs.SitePlan]) -> str:
@@ -179,9 +189,9 @@ def federation_key(plans: list[inputs.SitePlan]) -> str:
 
 def run_name(config: SegmentConfig, site: str, label_size: int, federation: str = "") -> str:
     """``segment_<mode>_<site>_L<label_size>_<unet>``, plus ``_<synthetic folder name>`` for finetune and
-    ``_fed-<federation>`` (:func:`federation_key`) for the federated modes."""
+    synthetic_only, and ``_fed-<federation>`` (:func:`federation_key`) for the federated modes."""
     name = f"segment_{config.mode}_{site}_L{label_size}_{config.training.unet}"
-    if config.mode == "finetune":
+    if config.mode in SYNTHETIC_MODES:
         return f"{name}_{_synthetic_name(config)}"
     return f"{name}_fed-{federation}" if config.mode in FEDERATED_MODES else name
 
@@ -240,6 +250,7 @@ def _site_fold(
     name: str,
     pretrain: Volumes | None = None,
     initial_weights: str | None = None,
+    train: Volumes | None = None,
 ) -> dict[str, object]:
     """One fold of one site: read back when finished, else train (resuming), test and record it.
 
@@ -250,6 +261,8 @@ def _site_fold(
         fold: the fold; ``name`` the run's name.
         pretrain: the synthetic pre-training volumes (:func:`_synthetic_volumes`) or None.
         initial_weights: weights the U-Net starts from (Direct-FL's federated weights) or None.
+        train: the training volumes in place of the site's labelled ones (synthetic_only: the synthetic
+            set), or None.
     """
     from fedsim_tf.training import segmentation  # TensorFlow loads here, once the inputs are checked
 
@@ -259,8 +272,11 @@ def _site_fold(
         logging.info("segment %s %s fold %d: finished earlier, reading %s", config.mode, site.name, fold, result_path)
         with open(result_path, encoding="utf-8") as stream:
             return json.load(stream)
+    if train is None:
+        train = segmentation.volumes_from_cases(site.cases, ids["train_labelled"],
+                                                f"site {site.name} fold {fold} train")
     data = segmentation.FoldData(
-        train=segmentation.volumes_from_cases(site.cases, ids["train_labelled"], f"site {site.name} fold {fold} train"),
+        train=train,
         val=segmentation.volumes_from_cases(site.cases, ids["val"], f"site {site.name} fold {fold} val"),
         test=segmentation.volumes_from_cases(site.cases, ids["test"], f"site {site.name} fold {fold} test"),
         pretrain=pretrain,
@@ -306,7 +322,7 @@ def run(config: SegmentConfig) -> dict[str, object] | list[dict[str, object]]:
     fold_ids = {fold: plan.fold_ids(fold, size) for fold in config.fold_indices()}
     name = run_name(config, plan.name, size)
     synthetic = {}
-    if config.mode == "finetune":
+    if config.mode in SYNTHETIC_MODES:
         for fold, ids in fold_ids.items():
             folder = synthetic_folder(config, fold)
             check_synthetic_set(folder, plan.name, fold, ids["val"] + ids["test"])
@@ -315,12 +331,16 @@ def run(config: SegmentConfig) -> dict[str, object] | list[dict[str, object]]:
     loaded = {folder: inputs.load_synthetic(folder, common) for folder in dict.fromkeys(synthetic.values())}
     results, pretrain_records = [], []
     for fold, ids in fold_ids.items():
-        pretrain = None
+        volumes = None
         if fold in synthetic:
-            pretrain = _synthetic_volumes(loaded[synthetic[fold]], f"--synthetic_dir={synthetic[fold]}", site)
-            pretrain_records.append({"fold": fold, "source": synthetic[fold], "cases": list(pretrain.ids),
+            volumes = _synthetic_volumes(loaded[synthetic[fold]], f"--synthetic_dir={synthetic[fold]}", site)
+        if config.mode == "synthetic_only":
+            results.append(_site_fold(config, config.training, site, ids, fold, name, train=volumes))
+            continue
+        if volumes is not None:
+            pretrain_records.append({"fold": fold, "source": synthetic[fold], "cases": list(volumes.ids),
                                      "steps": config.training.pretrain_steps})
-        results.append(_site_fold(config, config.training, site, ids, fold, name, pretrain))
+        results.append(_site_fold(config, config.training, site, ids, fold, name, volumes))
     return _write_record(config, name, site.name, size, results, pretrain_records)
 
 

@@ -25,7 +25,9 @@ def _main(args: list[str], no_tensorflow: Path) -> subprocess.CompletedProcess:
      "error: --experiment_label_sizes: a setting is given twice"),
     (["--single_site"], "error: --single_site: the experiment runs single-site and federated rows"),
     (["--site=CT20"], "error: --site=CT20: the experiment covers every site; drop --site"),
-    (["--table=2"], "error: flag --table=2: value should be one of <3>"),
+    (["--table=4"], "error: flag --table=4: value should be one of <3|2>"),
+    (["--table=2", "--experiment_generators=pooled"],
+     "error: --experiment_generators=pooled: Table 2 uses the site's own generator; drop it with --table=2"),
 ])
 def test_bad_command_lines_fail_with_one_line_before_tensorflow(args: list[str], message: str,
                                                                  no_tensorflow: Path) -> None:
