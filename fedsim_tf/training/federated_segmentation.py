@@ -28,7 +28,6 @@ fine-tunes on its own labels (:func:`fedsim_tf.training.segmentation.train_fold`
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Sequence
 
 import keras
@@ -45,7 +44,7 @@ from fedsim_tf.training.checkpoints import StageCheckpoint
 from fedsim_tf.training.progress import Progress
 from fedsim_tf.training.round_log import RoundLog
 from fedsim_tf.training.schedules import POLY_POWER, PhasedPolyDecay
-from fedsim_tf.training.segmentation import Volumes, draw_batch, model_seed
+from fedsim_tf.training.segmentation import Volumes, draw_batch, model_seed, save_weights_atomic
 from fedsim_tf.training.segmentation_settings import SegmentationSettings
 from fedsim_tf.training.summaries import Summaries
 
@@ -147,17 +146,6 @@ class DirectFederation:
         return {"model": self.model, "server_optimizer": self.server_optimizer}
 
 
-def _save_weights(model: keras.Model, path: str) -> None:
-    """``model.save_weights(path)`` under a temporary name, then renamed (a crash leaves no half file)."""
-    partial = os.path.join(os.path.dirname(path), f".partial-{uuid.uuid4().hex[:8]}.weights.h5")
-    try:
-        model.save_weights(partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
-
-
 def train(federation: DirectFederation, out_dir: str, log_dir: str, checkpoint_every: int,
           name: str = "direct_fl") -> str:
     """Run (or resume) the federation's rounds and write the final U-Net weights.
@@ -200,7 +188,7 @@ def train(federation: DirectFederation, out_dir: str, log_dir: str, checkpoint_e
             checkpoint.save(done)
         progress.update(done, sites=result.count, **means)
     summaries.flush()
-    _save_weights(federation.model, weights)
+    save_weights_atomic(federation.model, weights)
     left_out = dict(zip(federation.names, log.left_out.numpy().tolist()))
     logging.info("%s: done; rounds left out per site %s -> %s", name, left_out, weights)
     return weights

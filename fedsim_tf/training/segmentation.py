@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fedsim_tf.atomic import atomic_path
 from fedsim_tf.data.case import Case
 from fedsim_tf.errors import UserInputError
 from fedsim_tf.evaluation import report
@@ -74,6 +75,13 @@ def volumes_from_cases(cases: dict[str, Case], ids: list[str], what: str) -> Vol
         raise UserInputError(f"{what}: no labelled volumes for case ids {missing or ids}")
     return Volumes(tuple(ids), np.stack([cases[i].image for i in ids]).astype(np.float32),
                    np.stack([cases[i].label for i in ids]).astype(np.uint8))
+
+
+def save_weights_atomic(model: keras.Model, path: str) -> None:
+    """``model.save_weights(path)`` (a ``.weights.h5`` file) under a temporary name, then renamed, so a crash
+    leaves the previous file or none (:func:`fedsim_tf.atomic.atomic_path`)."""
+    with atomic_path(path, suffix=".weights.h5") as temporary:
+        model.save_weights(str(temporary))
 
 
 def model_seed(seed: int, fold: int) -> int:
@@ -242,7 +250,7 @@ def train_fold(
         summaries.scalars(done, values)
         progress.update(done, **values)
         if done == settings.pretrain_steps:
-            segmenter.model.save_weights(os.path.join(fold_dir, PRETRAINED_WEIGHTS))
+            save_weights_atomic(segmenter.model, os.path.join(fold_dir, PRETRAINED_WEIGHTS))
         if done % settings.val_every == 0 or done in (settings.pretrain_steps, total):
             checkpoint.save(done)
     summaries.flush()
