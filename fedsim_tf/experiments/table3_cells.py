@@ -76,10 +76,8 @@ def segment_config(configs: StageConfigs, cell: Cell) -> segment.SegmentConfig:
     """``segment``'s settings of a row's fold: ``--mode`` of the row, batch 3 in the federated comparison,
     synthetic pre-training steps where the mode pre-trains."""
     mode = "synthetic_only" if cell.method in TABLE2_ROWS else MODE_OF_METHOD.get(cell.method, "finetune")
-    training = dataclasses.replace(
-        configs.segment.training,
-        batch_size=segment.FEDERATED_BATCH_SIZE if mode in segment.FEDERATED_MODES else configs.seg_batch_size,
-        pretrain_steps=configs.seg_pretrain_steps if mode in segment.PRETRAINING else 0)
+    training = segment.mode_training(mode, dataclasses.replace(
+        configs.segment.training, batch_size=configs.seg_batch_size, pretrain_steps=configs.seg_pretrain_steps))
     return dataclasses.replace(configs.segment, common=cell_common(configs.common, cell), mode=mode, folds=1,
                                training=training,
                                synthetic_dir=synthetic_folder(configs, cell) if mode in segment.SYNTHETIC_MODES

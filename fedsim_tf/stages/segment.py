@@ -136,6 +136,15 @@ class SegmentConfig:
         return dataclasses.asdict(self)
 
 
+def mode_training(mode: str, training: SegmentationSettings) -> SegmentationSettings:
+    """The trainer's settings of ``mode`` from the command line's (``training``: ``--seg_batch_size``,
+    ``--seg_pretrain_steps``, ...): batch :data:`FEDERATED_BATCH_SIZE` in the federated comparison, and
+    pre-training steps only where the mode pre-trains (:data:`PRETRAINING`)."""
+    return dataclasses.replace(
+        training, batch_size=FEDERATED_BATCH_SIZE if mode in FEDERATED_MODES else training.batch_size,
+        pretrain_steps=training.pretrain_steps if mode in PRETRAINING else 0)
+
+
 def config_from_flags() -> SegmentConfig:
     """Read and check the segment flags; raises :class:`UserInputError` naming the bad flag."""
     common = common_config_from_flags()
@@ -157,14 +166,11 @@ def config_from_flags() -> SegmentConfig:
         raise UserInputError(f"--mode={FLAGS.mode} needs --seg_pretrain_steps > 0 ({PRETRAINING[FLAGS.mode]})")
     if FLAGS.seg_lr <= 0:
         raise UserInputError(f"--seg_lr={FLAGS.seg_lr}: must be positive")
-    training = SegmentationSettings(
-        unet=FLAGS.unet, base_filters=FLAGS.seg_base_filters,
-        batch_size=FEDERATED_BATCH_SIZE if FLAGS.mode in FEDERATED_MODES else FLAGS.seg_batch_size,
-        steps=FLAGS.seg_steps, pretrain_steps=FLAGS.seg_pretrain_steps if FLAGS.mode in PRETRAINING else 0,
-        lr=FLAGS.seg_lr,
-        lr_schedule=FLAGS.seg_lr_schedule, val_every=FLAGS.val_every, augment=FLAGS.seg_augment,
-        patch_size=FLAGS.seg_patch_size, seed=common.seed,
-    )
+    training = mode_training(FLAGS.mode, SegmentationSettings(
+        unet=FLAGS.unet, base_filters=FLAGS.seg_base_filters, batch_size=FLAGS.seg_batch_size, steps=FLAGS.seg_steps,
+        pretrain_steps=FLAGS.seg_pretrain_steps, lr=FLAGS.seg_lr, lr_schedule=FLAGS.seg_lr_schedule,
+        val_every=FLAGS.val_every, augment=FLAGS.seg_augment, patch_size=FLAGS.seg_patch_size, seed=common.seed,
+    ))
     return SegmentConfig(common=common, mode=FLAGS.mode, folds=FLAGS.folds, training=training,
                          synthetic_dir=FLAGS.synthetic_dir, devices=federation_flags.device_config_from_flags())
 
