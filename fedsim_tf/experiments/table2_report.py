@@ -17,16 +17,15 @@ per Table 2 row, setting and fold. A cell is the mean ± std over folds of the f
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fedsim_tf import atomic
 from fedsim_tf.experiments import paper_numbers
 from fedsim_tf.experiments.cells import TABLE2_ROWS
-from fedsim_tf.experiments.table3_report import bold_best, fold_cell, percent_cell, volume_csv
+from fedsim_tf.experiments.report_files import write_report_files
+from fedsim_tf.experiments.table3_report import bold_best, fold_cell, percent_cell
 
 SCHEMA = "fedsim-table2-v1"
 
@@ -68,12 +67,5 @@ def write_table2(results_dir: str | os.PathLike[str], rows: Sequence[Mapping[str
                  provenance: Sequence[str], manifest: Mapping[str, Any]) -> dict[str, Path]:
     """Write ``table2.json``, ``table2_experiment.md``, ``table2_volumes.csv`` and ``table2_manifest.json``
     atomically; returns name -> path."""
-    folder = Path(results_dir)
     summary = summarise(rows, settings)
-    return {
-        "json": atomic.write_text_atomic(folder / "table2.json", json.dumps(summary, indent=2) + "\n"),
-        "markdown": atomic.write_text_atomic(folder / "table2_experiment.md", markdown(summary, provenance)),
-        "csv": atomic.write_text_atomic(folder / "table2_volumes.csv", volume_csv(rows)),
-        "manifest": atomic.write_text_atomic(folder / "table2_manifest.json",
-                                             json.dumps(manifest, indent=2, default=str) + "\n"),
-    }
+    return write_report_files(results_dir, 2, summary, markdown(summary, provenance), rows, manifest)

@@ -4,16 +4,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fedsim_tf import atomic
 from fedsim_tf.experiments import table3_report
 from fedsim_tf.experiments.boxplot import write_boxplot
 from fedsim_tf.experiments.cells import ROWS
+from fedsim_tf.experiments.report_files import write_report_files
 
 
 def boxplot_groups(rows: Sequence[Mapping[str, Any]], site: str) -> list[tuple[str, list[float]]]:
@@ -33,14 +32,7 @@ def write_table3(results_dir: str | os.PathLike[str], rows: Sequence[Mapping[str
     """Write every report file; returns name -> path."""
     folder = Path(results_dir)
     summary = table3_report.summarise(rows, settings)
-    paths = {
-        "json": atomic.write_text_atomic(folder / "table3.json", json.dumps(summary, indent=2) + "\n"),
-        "markdown": atomic.write_text_atomic(folder / "table3_experiment.md",
-                                             table3_report.markdown(summary, provenance)),
-        "csv": atomic.write_text_atomic(folder / "table3_volumes.csv", table3_report.volume_csv(rows)),
-        "manifest": atomic.write_text_atomic(folder / "table3_manifest.json",
-                                             json.dumps(manifest, indent=2, default=str) + "\n"),
-    }
+    paths = write_report_files(folder, 3, summary, table3_report.markdown(summary, provenance), rows, manifest)
     for site in dict.fromkeys(row["site"] for row in rows):
         path = folder / f"table3_boxplot_{site}.png"
         write_boxplot(path, f"{site}: test Dice per volume, all folds", boxplot_groups(rows, site))
