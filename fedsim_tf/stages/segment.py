@@ -243,6 +243,12 @@ def _fold_dir(common: CommonConfig, name: str, fold: int) -> str:
     return os.path.join(common.work_dir, "segment", name, f"fold{fold}")
 
 
+def fold_folder(config: SegmentConfig, site: str, label_size: int, fold: int) -> str:
+    """``<work_dir>/segment/<run name>/fold<k>`` of a single-site run (:func:`run_name`): the fold's
+    ``checkpoints/`` and ``result.json``."""
+    return _fold_dir(config.common, run_name(config, site, label_size), fold)
+
+
 def _log_dir(common: CommonConfig, name: str, fold: int) -> str:
     return os.path.join(common.work_dir, "logs", "segment", name, f"fold{fold}")
 

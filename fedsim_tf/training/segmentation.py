@@ -153,15 +153,36 @@ def predict_masks(model: keras.Model, volumes: Volumes, patch_size: int = 0) -> 
                      for image in volumes.images])
 
 
+def build_model(settings: SegmentationSettings, volume_shape: tuple[int, int, int]) -> keras.Model:
+    """The U-Net of ``settings`` (weights from Keras' global generators): its input is the training patch
+    (``patch_size``\ :sup:`3`), or the whole ``volume_shape`` ``(Z, Y, X)`` volume without patches."""
+    train_shape = (settings.patch_size,) * 3 if settings.patch_size else volume_shape
+    return build_unet3d(settings.unet, train_shape, settings.base_filters)
+
+
+def load_best_model(settings: SegmentationSettings, volume_shape: tuple[int, int, int], fold_dir: str) -> keras.Model:
+    """The weights a fold of :func:`train_fold` selected on validation and tested (``best_model`` of the
+    latest checkpoint in ``fold_dir/checkpoints``), in a U-Net of :func:`build_model`.
+
+    Raises:
+        UserInputError: naming the folder when it holds no checkpoint (or an unreadable one).
+    """
+    directory = os.path.join(fold_dir, "checkpoints")
+    if not os.path.isfile(os.path.join(directory, "checkpoint")):
+        raise UserInputError(f"{directory}: no segmentation checkpoint; train that fold first")
+    model = build_model(settings, volume_shape)
+    StageCheckpoint(directory, best_model=model).restore_latest()
+    return model
+
+
 class Segmenter:
     """The trained model (input: the patch, or the whole volume without patches), a copy holding the
     best weights, the optimiser and the compiled train step."""
 
     def __init__(self, settings: SegmentationSettings, volume_shape: tuple[int, int, int], fold: int) -> None:
         keras.utils.set_random_seed(model_seed(settings.seed, fold))
-        train_shape = (settings.patch_size,) * 3 if settings.patch_size else volume_shape
-        self.model = build_unet3d(settings.unet, train_shape, settings.base_filters)
-        self.best = build_unet3d(settings.unet, train_shape, settings.base_filters)
+        self.model = build_model(settings, volume_shape)
+        self.best = build_model(settings, volume_shape)
         power = POLY_POWER if settings.lr_schedule == "poly" else 0.0
         self.schedule = PhasedPolyDecay(settings.lr, (settings.pretrain_steps, settings.steps), power)
         self.optimizer = keras.optimizers.Adam(learning_rate=self.schedule)
