@@ -25,12 +25,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from absl import logging
 
+from fedsim_tf.data.labels import MMWHS_TABLE, encode_labels
+from fedsim_tf.data.layouts import case_filenames
+from fedsim_tf.data.nifti import write_nifti
 from fedsim_tf.errors import UserInputError
 from fedsim_tf.evaluation.dice import mean_std
 from fedsim_tf.evaluation.report import format_cell
 from fedsim_tf.experiments import table3_cells
 from fedsim_tf.experiments.cells import Cell
+from fedsim_tf.intensity import unit_to_hu
 from fedsim_tf.models.generative_model import GANRun, GeneratorRun
 from fedsim_tf.stages import inputs, segment
 
@@ -75,6 +80,11 @@ def settings(configs: table3_cells.StageConfigs, cell: Cell, generator_of: Mappi
         config, run = _gan(configs, cell, site, generator)
         gans[site] = {"config": dataclasses.asdict(config), "folder": run.folder}
     return {"network": dataclasses.asdict(table3_cells.segment_config(configs, network_cell(cell))), "gans": gans}
+
+
+def _mean_std(dice: Mapping[str, float | None]) -> tuple[float, float]:
+    """Mean and std over volumes of per-volume Dice, empty ground truths (``None``) left out; NaN when none."""
+    return mean_std(np.nan if value is None else value for value in dice.values())
 
 
 def network_dice(model: keras.Model, volumes: Volumes, patch_size: int) -> dict[str, float | None]:
@@ -124,16 +134,16 @@ def execute(configs: table3_cells.StageConfigs, cell: Cell, generator_of: Mappin
     for site, generator in generator_of.items():
         _, run = _gan(configs, cell, site, generator)
         gan_settings, image_size = run.load_record(needed_by)
-        coarse_size = GeneratorRun(run.work_dir, run.training_set).load_model(needed_by).coarse_size
-        gans[site] = (run, gan_settings, image_size, coarse_size)
+        model = GeneratorRun(run.work_dir, run.training_set).load_model(needed_by)
+        if image_size != common.volume_size or model.label_grid.shape != (common.volume_size,) * 3:
+            raise UserInputError(f"{run.record_path}: a GAN of {image_size}^2 slices on a {model.label_grid.shape} "
+                                 f"label grid, but site {plan.name}'s volumes are {common.volume_size}^3 "
+                                 "(--volume_size); train the GAN again")
+        gans[site] = (run, gan_settings, image_size, model.coarse_size)
     ids = plan.fold_ids(cell.fold, plan.n_train)["test"]
     cases = inputs.load_plan(plan, common).cases
 
     # TensorFlow loads here, once the inputs are checked.
-    from fedsim_tf.data.labels import MMWHS_TABLE, encode_labels
-    from fedsim_tf.data.layouts import case_filenames
-    from fedsim_tf.data.nifti import write_nifti
-    from fedsim_tf.intensity import unit_to_hu
     from fedsim_tf.models.slice_synthesis import SliceSynthesizer
     from fedsim_tf.synthesis.translation import translate
     from fedsim_tf.training import segmentation
@@ -141,14 +151,11 @@ def execute(configs: table3_cells.StageConfigs, cell: Cell, generator_of: Mappin
     from fedsim_tf.training.gan import build_gan_models
 
     test = segmentation.volumes_from_cases(cases, ids, f"site {plan.name} fold {cell.fold} test")
-    model = segmentation.load_best_model(network.training, test.images.shape[1:], fold_dir)
+    network_model = segmentation.load_best_model(network.training, test.images.shape[1:], fold_dir)
     patch = network.training.patch_size
     out_dir = os.path.join(common.work_dir, OOD_DIR, cell.key)
     translated = {}
     for site, (run, gan_settings, image_size, coarse_size) in gans.items():
-        if image_size != test.images.shape[-1]:
-            raise UserInputError(f"{run.record_path}: slices of {image_size}^2, but site {plan.name}'s volumes are "
-                                 f"{test.images.shape[1:]}")
         generator, _ = build_gan_models(gan_settings, image_size)
         StageCheckpoint(run.checkpoint_dir, generator=generator).restore_latest()
         slices = SliceSynthesizer(generator, configs.synthesize.slice_batch)
@@ -161,9 +168,15 @@ def execute(configs: table3_cells.StageConfigs, cell: Cell, generator_of: Mappin
                         np.rint(unit_to_hu(np.clip(image, -1.0, 1.0))).astype(np.int16), grid)
             write_nifti(os.path.join(out_dir, site, label_name), encode_labels(label, MMWHS_TABLE), grid,
                         dtype=np.uint16)
-        translated[site] = network_dice(model, dataclasses.replace(test, images=images), patch)
-    return {"site": plan.name, "fold": cell.fold, "setting": cell.setting, "network": NETWORK,
-            "real": network_dice(model, test, patch), "translated": translated}
+        translated[site] = network_dice(network_model, dataclasses.replace(test, images=images), patch)
+        logging.info("ood %s: %s's network on %d test volumes rendered by %s's GAN: mean Dice %.4f -> %s", cell.key,
+                     plan.name, len(ids), site, _mean_std(translated[site])[0],
+                     os.path.join(out_dir, site))
+    real = network_dice(network_model, test, patch)
+    logging.info("ood %s: on the real test volumes: mean Dice %.4f", cell.key,
+                 _mean_std(real)[0])
+    return {"site": plan.name, "fold": cell.fold, "setting": cell.setting, "network": NETWORK, "real": real,
+            "translated": translated}
 
 
 def _setting_title(setting: str) -> str:
@@ -189,8 +202,7 @@ def markdown_lines(outputs: Sequence[Mapping[str, Any]]) -> list[str]:
                   "|---|---|" + "---|" * len(sites)]
         for output in group:
             columns = [output["real"]] + [output["translated"].get(site) for site in sites]
-            cells = [format_cell(*mean_std(np.nan if v is None else v for v in column.values()))
-                     if column is not None else "n/a" for column in columns]
+            cells = [format_cell(*_mean_std(column)) if column is not None else "n/a" for column in columns]
             lines.append(f"| {output['site']} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines

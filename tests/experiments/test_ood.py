@@ -5,6 +5,7 @@ hand-made outputs, and a tiny end-to-end run whose real-CT Dice must equal what 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from fedsim_tf.data.nifti import read_nifti
 from fedsim_tf.errors import UserInputError
 from fedsim_tf.experiments import ood, table3_cells
-from fedsim_tf.experiments.cells import Cell
+from fedsim_tf.experiments.cells import POOLED, Cell
 from fedsim_tf.intensity import HU_WINDOW
 from fedsim_tf.models.slice_synthesis import SliceSynthesizer
 from fedsim_tf.synthesis.translation import coarse_ct_channel, translate
@@ -161,6 +162,12 @@ def test_real_dice_is_what_segment_recorded_and_every_gan_renders_every_test_vol
     for site in GENERATORS:  # the settings name the GAN folders that exist
         assert Path(settings["gans"][site]["folder"]).name == f"{site}-learned"
         assert (Path(settings["gans"][site]["folder"]) / "gan.json").is_file()
+    assert settings["network"]["mode"] == "upper"
+    longer = dataclasses.replace(stages, pretrain_gan=dataclasses.replace(stages.pretrain_gan, steps=3))
+    assert ood.settings(longer, cell, GENERATORS)["gans"]["B"]["config"]["steps"] == 3
+    pooled = ood.settings(stages, cell, {"A": POOLED, "B": POOLED})["gans"]
+    # a pooled chain's GAN of B learns from both sites' volumes: another training set, another folder
+    assert Path(pooled["B"]["folder"]).name == "B-learned" and pooled["B"]["folder"] != settings["gans"]["B"]["folder"]
 
 
 def test_a_network_not_trained_yet_is_one_clear_error(tiny) -> None:
