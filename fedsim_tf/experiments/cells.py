@@ -6,10 +6,13 @@ set, one segmentation fold. Per label-size setting and fold, in dependency order
 * single-site simulation (paper Sec. 3), per generator -- every site's own (``single_site``, the paper's
   "independently per dataset") or one pooled over the sites: ``pretrain`` -> ``pretrain_gan`` of each of its
   sites with the learned material and with Fix-Mat -> ``semi`` -> ``synthesize`` per site of Ours-Fix-Mat
-  (pretrain, fixmat), Ours-Pre (pretrain, learned) and Ours-Full (semi, learned) -> ``segment`` per site:
-  Lower Bound, the three fine-tuned rows, Upper Bound;
+  (pretrain, fixmat), Ours-Pre (pretrain, learned) and Ours-Full (semi, learned) -> ``novelty`` per site
+  (the Ours-Full set's nearest training volumes, paper Fig. 3) -> ``segment`` per site: Lower Bound, the
+  three fine-tuned rows, Upper Bound;
 * federated simulation: ``federated`` -> ``synthesize --generator=federated`` per site -> ``segment
-  --mode=sim_fl`` (every site) -> ``segment --mode=direct_fl`` (every site).
+  --mode=sim_fl`` (every site) -> ``segment --mode=direct_fl`` (every site);
+* out of distribution (paper Sec. 3): ``ood`` per site A -- A's Upper Bound U-Net tested on A's test
+  volumes as they are and as every site's GAN renders them from A's labels and downsampled CT.
 
 The Upper Bound trains on every training label, whatever the label-size setting, so it is one cell per
 fold and site (planned with the first setting).
@@ -39,6 +42,8 @@ ROWS: tuple[str, ...] = ("Lower Bound", *SYNTHETIC_ROWS, "Upper Bound", "Direct-
 SINGLE_SITE_ROWS: tuple[str, ...] = ROWS[:5]
 FEDERATED_ROWS: tuple[str, ...] = ROWS[5:]
 GAN_MATERIALS: tuple[str, ...] = ("learned", "fixmat")
+NOVELTY_ROW = "Ours-Full"
+"""The synthetic set whose novelty the protocol measures (the paper's Fig. 3 shows the full model's samples)."""
 TABLE2_ROWS: dict[str, tuple[str, str]] = {"Rand Shape + GAN": ("random", "none"),
                                            "+ Alpha blend": ("random", "alpha"),
                                            "+ Poisson blend": ("random", "poisson"),
@@ -54,7 +59,7 @@ class Cell:
 
     Attributes:
         stage: the stage it calls (``pretrain``, ``pretrain_gan``, ``semi``, ``federated``, ``synthesize``,
-            ``segment``).
+            ``segment``), or the protocol's own measurements ``novelty`` and ``ood``.
         fold: the cross-validation fold.
         setting: the label-size setting (a ``--label_sizes`` value; ``""``: the run's own); ``""`` for the
             Upper Bound, which uses every label.
@@ -102,6 +107,8 @@ def _single_site_chain(fold: int, setting: str, generator: str, sites: Sequence[
     cells.append(Cell("semi", fold, setting, generator))
     cells += [Cell("synthesize", fold, setting, generator, site, material=material, source=source)
               for site in sites for source, material in SYNTHETIC_ROWS.values()]
+    source, material = SYNTHETIC_ROWS[NOVELTY_ROW]
+    cells += [Cell("novelty", fold, setting, generator, site, material=material, source=source) for site in sites]
     return cells
 
 
@@ -120,7 +127,7 @@ def plan_table3(sites: Sequence[str], settings: Sequence[str], folds: Iterable[i
             generators = [(site, [site]) for site in sites] if single_site else [(POOLED, list(sites))]
             for generator, members in generators:
                 cells += _single_site_chain(fold, setting, generator, members)
-            site_generator = {site: site if single_site else POOLED for site in sites}
+            site_generator = generator_of(sites, single_site)
             for site in sites:
                 cells.append(Cell("segment", fold, setting, site=site, method="Lower Bound"))
                 cells += [Cell("segment", fold, setting, site_generator[site], site, method, material, source)
@@ -132,7 +139,13 @@ def plan_table3(sites: Sequence[str], settings: Sequence[str], folds: Iterable[i
                       for site in sites]
             cells.append(Cell("segment", fold, setting, "federated", method="Ours-Sim-FL"))
             cells.append(Cell("segment", fold, setting, method="Direct-FL"))
+            cells += [Cell("ood", fold, setting, site=site) for site in sites]
     return cells
+
+
+def generator_of(sites: Sequence[str], single_site: bool) -> dict[str, str]:
+    """Site -> the generator whose GAN is that site's in the single-site rows: its own, or :data:`POOLED`."""
+    return {site: site if single_site else POOLED for site in sites}
 
 
 def table2_site(sites: Sequence[str]) -> str:

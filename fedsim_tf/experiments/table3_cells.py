@@ -56,8 +56,10 @@ def cell_common(common: CommonConfig, cell: Cell) -> CommonConfig:
                                site=cell.site or (cell.generator if single else ""))
 
 
-def _synthesize_config(configs: StageConfigs, cell: Cell, site: str) -> synthesize.SynthesizeConfig:
-    generator_cell = dataclasses.replace(cell, stage="synthesize", site=site)
+def synthesize_config(configs: StageConfigs, cell: Cell) -> synthesize.SynthesizeConfig:
+    """``synthesize``'s settings of the synthetic set ``cell`` is about (its site, generator, source stage,
+    material; a Table 2 row's shape and blend)."""
+    generator_cell = dataclasses.replace(cell, stage="synthesize")
     shape, blend = TABLE2_ROWS.get(cell.method, ("learned", "none"))
     return dataclasses.replace(configs.synthesize, common=cell_common(configs.common, generator_cell),
                                generator=cell.source, material=cell.material, shape=shape, blend=blend)
@@ -66,7 +68,7 @@ def _synthesize_config(configs: StageConfigs, cell: Cell, site: str) -> synthesi
 def synthetic_folder(configs: StageConfigs, cell: Cell) -> str:
     """The synthetic set a fine-tuned (or Table 2) row of ``cell``'s site trains on (``--stage=synthesize``'s
     folder)."""
-    config = _synthesize_config(configs, cell, cell.site)
+    config = synthesize_config(configs, cell)
     plans = inputs.plan_sites(config.common)
     name = inputs.training_set(plans, config.common).name
     return synthesize.output_dir(config.common, name, cell.site, config.variant)
@@ -89,8 +91,8 @@ def stage_config(configs: StageConfigs, cell: Cell) -> Any:
     common = cell_common(configs.common, cell)
     if cell.stage == "pretrain_gan":
         return dataclasses.replace(configs.pretrain_gan, common=common, material=cell.material)
-    if cell.stage == "synthesize":
-        return _synthesize_config(configs, cell, cell.site)
+    if cell.stage in ("synthesize", "novelty"):
+        return synthesize_config(configs, cell)
     if cell.stage == "segment":
         return segment_config(configs, cell)
     return dataclasses.replace(getattr(configs, cell.stage), common=common)

@@ -23,9 +23,15 @@ fingerprint, wall time, results) and skipped by a rerun; a cell broken off is ru
 its stage's checkpoints. One progress line over the whole protocol (cells done / total, wall time of the
 finished cells, ETA) comes before every cell.
 
+Table 3's protocol also measures, per setting, fold and site, the novelty of the Ours-Full synthetic set
+(nearest training volumes, paper Fig. 3: :mod:`fedsim_tf.experiments.table3_novelty`) and the
+out-of-distribution Dice of the site's Upper Bound U-Net on its test volumes rendered by every site's GAN
+(paper Sec. 3: :mod:`fedsim_tf.experiments.ood`).
+
 Report (:mod:`fedsim_tf.experiments.table3_outputs`): ``<work_dir>/results/table3.json``,
-``table3_experiment.md`` (with the paper's own Table 3 beside it), ``table3_volumes.csv``,
-``table3_boxplot_<site>.png``, ``table3_manifest.json``; Table 2 (:mod:`fedsim_tf.experiments.table2_report`):
+``table3_experiment.md`` (with the paper's own Table 3 beside it, then the novelty and out-of-distribution
+sections), ``table3_volumes.csv``, ``table3_boxplot_<site>.png``, ``table3_novelty_montage.png``,
+``table3_manifest.json``; Table 2 (:mod:`fedsim_tf.experiments.table2_report`):
 ``table2.json``, ``table2_experiment.md``, ``table2_volumes.csv``, ``table2_manifest.json``.
 
 Devices: Table 3's federated cells need one device per site, configured before TensorFlow initialises, so
@@ -44,7 +50,7 @@ from absl import flags, logging
 from fedsim_tf.data.splits import parse_label_sizes
 from fedsim_tf.errors import UserInputError
 from fedsim_tf.experiments import cells as protocol
-from fedsim_tf.experiments import table3_cells
+from fedsim_tf.experiments import ood, table3_cells, table3_novelty
 from fedsim_tf.experiments.ledger import Ledger
 from fedsim_tf.experiments.manifest import build_manifest
 from fedsim_tf.experiments.runner import run_cells
@@ -146,6 +152,25 @@ def _provenance(config: ExperimentConfig, folders: list[str], code: dict[str, ob
             f"every number is read from this run's cell records (`<work_dir>/{STAGE}/{_ledger_folder(config)}/`)"]
 
 
+def _settings(config: ExperimentConfig, cell: protocol.Cell) -> object:
+    """The JSON-able settings of ``cell`` (their fingerprint tells whether a recorded cell is finished)."""
+    if cell.stage == "ood":
+        return ood.settings(config.stages, cell, _generators(config))
+    return dataclasses.asdict(table3_cells.stage_config(config.stages, cell))
+
+
+def _execute(config: ExperimentConfig, cell: protocol.Cell) -> dict[str, object]:
+    if cell.stage == "ood":
+        return ood.execute(config.stages, cell, _generators(config))
+    if cell.stage == "novelty":
+        return table3_novelty.execute(config.stages, cell)
+    return table3_cells.execute(config.stages, cell)
+
+
+def _generators(config: ExperimentConfig) -> dict[str, str]:
+    return protocol.generator_of(inputs.site_names(config.stages.common), config.single_site)
+
+
 def run(config: ExperimentConfig) -> dict[str, object]:
     """Configure one device per site for Table 3 (TensorFlow loads here, first), run every unfinished cell,
     write the report; returns the report files' paths by name."""
@@ -155,14 +180,16 @@ def run(config: ExperimentConfig) -> dict[str, object]:
         federation_flags.site_devices(stages.federated.devices, inputs.site_count(common))
     cells = plan(config)
     ledger = Ledger(os.path.join(common.work_dir, STAGE, _ledger_folder(config)))
-    records = run_cells(cells, ledger,
-                        lambda cell: dataclasses.asdict(table3_cells.stage_config(stages, cell)),
-                        lambda cell: table3_cells.execute(stages, cell))
+    records = run_cells(cells, ledger, lambda cell: _settings(config, cell), lambda cell: _execute(config, cell))
     rows = [row for cell in cells if cell.stage == "segment" for row in records[cell.key]["output"]["rows"]]
     folders = inputs.site_folders(common)
     manifest = build_manifest(config.table, config.command_line, config, folders, records)
-    write = write_table3 if config.table == 3 else write_table2
-    paths = write(os.path.join(common.work_dir, "results"), rows, config.settings,
-                  _provenance(config, folders, manifest["code"]), manifest)
+    results, provenance = os.path.join(common.work_dir, "results"), _provenance(config, folders, manifest["code"])
+    if config.table == 3:
+        studies = {stage: [records[cell.key]["output"] for cell in cells if cell.stage == stage]
+                   for stage in ("novelty", "ood")}
+        paths = write_table3(results, rows, config.settings, provenance, manifest, studies["novelty"], studies["ood"])
+    else:
+        paths = write_table2(results, rows, config.settings, provenance, manifest)
     logging.info("experiment: Table %d -> %s", config.table, paths["markdown"])
     return paths

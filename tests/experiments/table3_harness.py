@@ -1,10 +1,12 @@
 """Runs the whole Table 3 protocol on two tiny sites in a fresh process (the federated cells need one logical
-CPU device per site, configured before TensorFlow initialises, which pytest's process has done), then
-reruns it, and writes what it observed as JSON:
+CPU device per site, configured before TensorFlow initialises, which pytest's process has done), with 2
+TensorFlow threads, and writes what it observed as JSON:
 
-    python -m tests.experiments.table3_harness OUT.json ROOT
+    python -m tests.experiments.table3_harness OUT.json ROOT [--once]
 
-Nothing is asserted here (:mod:`tests.experiments.test_table3_protocol` does).
+The sites are written under ROOT unless they are there already (a rerun after a kill finds them). Without
+``--once`` the protocol runs twice (the second run should run no cell). Nothing is asserted here
+(:mod:`tests.experiments.test_table3_protocol` does).
 """
 
 from __future__ import annotations
@@ -66,21 +68,23 @@ def _ledger(root: Path) -> dict[str, dict]:
     return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
 
 
-def main(out: str, root: str) -> None:
+def main(out: str, root: str, *options: str) -> None:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(2)
     tf.config.threading.set_inter_op_parallelism_threads(2)
     base = Path(root)
-    write_site(base / "A", 5, seed=1)
-    write_site(base / "B", 5, seed=2)
+    for name, seed in (("A", 1), ("B", 2)):
+        if not (base / name).is_dir():
+            write_site(base / name, 5, seed=seed)
     cfg = config(base)
     started = time.monotonic()
     paths = experiment.run(cfg)
     first_s = time.monotonic() - started
     first = _ledger(base)
     started = time.monotonic()
-    experiment.run(cfg)
+    if "--once" not in options:
+        experiment.run(cfg)
     rerun_s = time.monotonic() - started
     results = base / "work" / "results"
     observed = {"paths": {name: str(path) for name, path in paths.items()}, "cells": [c.key for c in experiment.plan(cfg)],

@@ -19,9 +19,9 @@ def _index(cells: list[Cell], **fields: object) -> int:
 
 def test_single_site_plan_has_every_cell_once_in_dependency_order() -> None:
     cells = plan_table3(["A", "B"], ["low", "high"], [0, 1], single_site=True)
-    # per site chain 1 pretrain + 2 GANs + 1 semi + 3 sets = 7; per site rows 4 (+1 Upper Bound in the first
-    # setting); federated 1 + 2 sets + Sim-FL + Direct-FL = 5
-    assert len(cells) == 2 * (2 * 7 + 2 * 5 + 5) + 2 * (2 * 7 + 2 * 4 + 5) == 112
+    # per site chain 1 pretrain + 2 GANs + 1 semi + 3 sets + 1 novelty = 8; per site rows 4 (+1 Upper Bound in
+    # the first setting); federated 1 + 2 sets + Sim-FL + Direct-FL = 5; 1 out-of-distribution cell per site
+    assert len(cells) == 2 * (2 * 8 + 2 * 5 + 5 + 2) + 2 * (2 * 8 + 2 * 4 + 5 + 2) == 128
     assert len({c.key for c in cells}) == len(cells)
     assert sum(c.method == "Upper Bound" for c in cells) == 4  # per fold and site, whatever the setting
     for setting in ("low", "high"):
@@ -35,14 +35,20 @@ def test_single_site_plan_has_every_cell_once_in_dependency_order() -> None:
                 row = _index(cells, stage="segment", setting=setting, fold=fold, site=site, method="Ours-Full")
                 fixrow = _index(cells, stage="segment", setting=setting, fold=fold, site=site, method="Ours-Fix-Mat")
                 fixset = _index(cells, stage="synthesize", setting=setting, fold=fold, site=site, material="fixmat")
-                assert pre < gan < semi < full < row and fix < fixset < fixrow
+                novelty = _index(cells, stage="novelty", setting=setting, fold=fold, site=site)
+                assert pre < gan < semi < full < row and fix < fixset < fixrow and full < novelty
+                assert cells[novelty].source == "semi" and cells[novelty].material == "learned"
+                ood = _index(cells, stage="ood", setting=setting, fold=fold, site=site)
+                upper = _index(cells, stage="segment", fold=fold, site=site, method="Upper Bound")
+                assert ood > max(upper, gan, _index(cells, stage="pretrain_gan", setting=setting, fold=fold,
+                                                    site="B" if site == "A" else "A", material="learned"))
             fed = _index(cells, stage="federated", setting=setting, fold=fold)
             sets = [_index(cells, stage="synthesize", setting=setting, fold=fold, site=s, source="federated")
                     for s in ("A", "B")]
             sim = _index(cells, stage="segment", setting=setting, fold=fold, method="Ours-Sim-FL")
             assert fed < min(sets) and max(sets) < sim
     assert cells[0] == Cell("pretrain", 0, "low", "A")
-    assert cells[-1] == Cell("segment", 1, "high", method="Direct-FL")
+    assert cells[-1] == Cell("ood", 1, "high", site="B")
 
 
 def test_pooled_plan_has_one_generator_per_fold_and_setting() -> None:
@@ -51,6 +57,8 @@ def test_pooled_plan_has_one_generator_per_fold_and_setting() -> None:
     assert sum(c.stage == "pretrain_gan" for c in cells) == 6
     assert {c.fold for c in cells} == {3}
     assert Cell("segment", 3, "", "pooled", "B", "Ours-Pre", "learned", "pretrain") in cells
+    assert [c for c in cells if c.stage == "novelty"] == [Cell("novelty", 3, "", "pooled", s, material="learned",
+                                                               source="semi") for s in ("A", "B", "C")]
 
 
 def test_pending_skips_finished_cells_in_order() -> None:
