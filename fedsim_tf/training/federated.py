@@ -80,6 +80,35 @@ class SiteData:
         return self.targets.sites[0]
 
 
+def site_batch(data: SiteData, seed: int, site: int, round_index: int, supervised: bool, labelled_batch: int,
+               unlabelled_batch: int) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Site ``site``'s batch of a round, drawn from ``(seed, stream, site, round)`` only: ``[b]`` int32
+    labelled-volume indices (supervised, ``b = labelled_batch``), or ``([b], [b])`` int32 unlabelled-volume
+    indices and slice indices (unsupervised, ``b = unlabelled_batch``).
+
+    Args:
+        data: the site's volumes.
+        seed: the run's seed (GLO ``seed``).
+        site: the site's index in the federation.
+        round_index: the round (0-based over the whole schedule).
+        supervised: the round's kind.
+        labelled_batch: the federation's labelled batch size; ``unlabelled_batch`` its unlabelled one.
+    """
+    if supervised:
+        rng = np.random.default_rng([seed, SUPERVISED_STREAM, site, round_index])
+        return rng.permutation(len(data.targets))[:labelled_batch].astype(np.int32)
+    rng = np.random.default_rng([seed, UNLABELLED_STREAM, site, round_index])
+    volumes = rng.permutation(len(data.unlabelled_ids))[:unlabelled_batch].astype(np.int32)
+    return volumes, rng.integers(data.unlabelled.shape[1], size=len(volumes)).astype(np.int32)
+
+
+def unlabelled_start_codes(gaussian: LatentGaussian, seed: int, site: int, count: int) -> np.ndarray:
+    """``[count, D]`` float32 first unlabelled codes of site ``site`` (its index in the federation): draws
+    from ``gaussian`` (stream ``(seed, UNLABELLED_STREAM, site)``) projected onto the unit ball."""
+    rng = np.random.default_rng([seed, UNLABELLED_STREAM, site])
+    return project_to_unit_ball(gaussian.sample(rng, count).astype(np.float32)).numpy()
+
+
 class SiteState:
     """A site's private variables and optimisers, created on its device.
 
@@ -111,7 +140,8 @@ class SiteState:
                                    unlabelled_optimizer=self.unlabelled_optimizer)
 
 
-def _server_optimizer(settings: FederatedSettings) -> keras.optimizers.Optimizer:
+def make_server_optimizer(settings: FederatedSettings) -> keras.optimizers.Optimizer:
+    """The server's optimiser of ``G_S`` and ``G_M`` (``settings.server_optimizer`` at ``server_lr``)."""
     if settings.server_optimizer == "sgd":
         return keras.optimizers.SGD(settings.server_lr, name="server_sgd")
     return keras.optimizers.Adam(settings.server_lr, name="server_adam")
@@ -151,7 +181,7 @@ class FederatedSimulation:
         with strategy.scope():
             self.shape_generator, self.material_generator = build_generators(model, glo.seed)
             backbone = perceptual_backbone(perceptual, PERCEPTUAL_IMAGE_SIZE)
-            self.server_optimizer = _server_optimizer(settings)
+            self.server_optimizer = make_server_optimizer(settings)
         logging.info("federated: %s", backbone.description)
         self.perceptual = None if backbone.model is None else PerceptualLoss(
             backbone.model, image_size=PERCEPTUAL_IMAGE_SIZE, slices=min(PERCEPTUAL_SLICES, model.coarse_size))
@@ -228,13 +258,8 @@ class FederatedSimulation:
     def batch(self, site: int, round_index: int, supervised: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Site ``site``'s batch of a round: ``[b]`` int32 labelled-volume indices (supervised), or
         ``([b], [b])`` int32 unlabelled-volume indices and slice indices (unsupervised)."""
-        data = self.sites[site].data
-        if supervised:
-            rng = np.random.default_rng([self.glo.seed, SUPERVISED_STREAM, site, round_index])
-            return rng.permutation(len(data.targets))[: self.labelled_batch].astype(np.int32)
-        rng = np.random.default_rng([self.glo.seed, UNLABELLED_STREAM, site, round_index])
-        volumes = rng.permutation(len(data.unlabelled_ids))[: self.unlabelled_batch].astype(np.int32)
-        return volumes, rng.integers(data.unlabelled.shape[1], size=len(volumes)).astype(np.int32)
+        return site_batch(self.sites[site].data, self.glo.seed, site, round_index, supervised, self.labelled_batch,
+                          self.unlabelled_batch)
 
     def dataset_fn(self, supervised: bool) -> Callable[[int, int], tf.data.Dataset]:
         """``(site, start round) -> dataset`` of the site's batches of the rounds of this kind from
@@ -270,9 +295,8 @@ class FederatedSimulation:
         """
         gaussian = LatentGaussian.fit(np.concatenate([site.codes.numpy() for site in self.sites]))
         for index, site in enumerate(self.sites):
-            rng = np.random.default_rng([self.glo.seed, UNLABELLED_STREAM, index])
-            draws = gaussian.sample(rng, int(site.unlabelled_codes.shape[0])).astype(np.float32)
-            site.unlabelled_codes.assign(project_to_unit_ball(draws))
+            site.unlabelled_codes.assign(unlabelled_start_codes(gaussian, self.glo.seed, index,
+                                                                int(site.unlabelled_codes.shape[0])))
         return gaussian
 
     def all_codes(self, with_unlabelled: bool) -> np.ndarray:
