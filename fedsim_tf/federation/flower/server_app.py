@@ -202,8 +202,8 @@ class Server:
             time.sleep(1.0)
 
     def _ask(self, message_type: str, contents: Mapping[str, RecordDict], group: str, timeout: float) -> list[Message]:
-        messages = [Message(content, dst_node_id=self.options.nodes[site], message_type=message_type, group_id=group)
-                    for site, content in contents.items()]
+        messages = [Message(content, dst_node_id=self.options.nodes[site], message_type=message_type, group_id=group,
+                            ttl=timeout) for site, content in contents.items()]  # not delivered once the round is over
         return list(self.grid.send_and_receive(messages, timeout=timeout))
 
     def _plan_record(self, site: str, **values: Any) -> ConfigRecord:
@@ -271,10 +271,16 @@ class Server:
         else:
             raise RuntimeError(f"round {round_index}: fewer than {self.options.min_sites} usable updates in "
                                f"{self.options.round_tries} tries")
+        answered = {self.node_sites.get(reply.metadata.src_node_id) for reply in replies}
+        silent = [site for site in self.options.sites if site not in answered]
+        if silent:
+            logging.warning("round %d: no reply from site(s) %s within %.0f s; left out", round_index,
+                            ", ".join(silent), self.options.round_timeout)
         result = roles.aggregate(usable.updates, usable.finite)
         used = dict(zip(usable.names, [bool(u) for u in result.used.numpy()]))
+        roles.log_dropped(round_index, usable.names, [used[site] for site in usable.names])
         ok = [used.get(site, False) for site in self.options.sites]
-        dropped = roles.log_dropped(round_index, list(self.options.sites), ok)
+        dropped = [site for site, good in zip(self.options.sites, ok) if not good]
         self.left_out.assign_add(np.asarray([not good for good in ok], np.int64))
         roles.apply_server_update(self.optimizer, self.variables, result.gradients)
         logging.info("flower: round %d (%s): %d site(s) %s%s", round_index + 1,

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from absl import flags, logging
 
@@ -60,7 +61,7 @@ def _check_files() -> Credentials:
             raise UserInputError(f"--{name}={FLAGS[name].value}: no such file")
     if not FLAGS.flower_sites:
         raise UserInputError("--flower_sites: name the hospitals")
-    credentials = Credentials(launch.Path(FLAGS.flower_credentials))
+    credentials = Credentials(Path(FLAGS.flower_credentials))
     needed = [credentials.ca_certificate, credentials.server_certificate, credentials.server_key,
               *(credentials.site_public_key(site) for site in FLAGS.flower_sites)]
     missing = [str(path) for path in needed if not path.is_file()]

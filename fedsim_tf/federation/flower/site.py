@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from fedsim_tf.errors import UserInputError
 from fedsim_tf.federation import roles
 from fedsim_tf.federation.flower.privacy import PrivacySettings, privatise
 from fedsim_tf.models.generative_model import GANRun, GenerativeModel, TrainingSet, load_shape_model
@@ -69,8 +70,6 @@ def load_site_data(config: federated.FederatedConfig) -> SiteData:
     Raises:
         UserInputError: not exactly one ``--data_dir``, or a site without labelled training volumes.
     """
-    from fedsim_tf.errors import UserInputError
-
     common = config.common
     if len(common.data_dirs) != 1:
         raise UserInputError(f"a Flower site reads exactly one --data_dir, got {len(common.data_dirs)}")

@@ -8,7 +8,6 @@ Several minutes on 2 cores (every site step is a fresh process that loads Tensor
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
