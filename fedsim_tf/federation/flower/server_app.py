@@ -16,7 +16,8 @@ The server owns ``G_S``, ``G_M`` and its optimiser. Schedule (the in-process sta
 6. the final latent Gaussian (``latent_gaussian.npz``), ``model.json`` and ``result.json`` (rounds, sites left
    out per round, the privacy budget).
 
-Faults: a round waits ``round-timeout`` seconds for replies; sites that do not answer (disconnected,
+Faults: at a (re)start the server waits up to ``wait-timeout`` seconds for every site to connect; a round
+waits ``round-timeout`` seconds for replies; sites that do not answer (disconnected,
 crashed) or whose update is rejected are left out of the round, which proceeds when at least
 ``min-sites`` updates are usable (else it is asked again, up to ``round-tries`` times, then the run stops).
 A site that comes back gets the current weights with its next request. The server checkpoints
@@ -274,8 +275,8 @@ class Server:
         answered = {self.node_sites.get(reply.metadata.src_node_id) for reply in replies}
         silent = [site for site in self.options.sites if site not in answered]
         if silent:
-            logging.warning("round %d: no reply from site(s) %s within %.0f s; left out", round_index,
-                            ", ".join(silent), self.options.round_timeout)
+            logging.warning("round %d: no reply from site(s) %s (not connected, or silent for %.0f s); left out",
+                            round_index, ", ".join(silent), self.options.round_timeout)
         result = roles.aggregate(usable.updates, usable.finite)
         used = dict(zip(usable.names, [bool(u) for u in result.used.numpy()]))
         roles.log_dropped(round_index, usable.names, [used[site] for site in usable.names])
@@ -343,6 +344,8 @@ class Server:
         pretrain, total = settings.pretrain_rounds, settings.total_rounds
         start = self.checkpoint.restore_latest()
         self.plan = self.describe()
+        present = [site for site, _ in self._nodes(wait_all=True)]  # a (re)start gives every site time to connect
+        logging.info("flower: connected sites %s", ", ".join(present))
         logging.info("flower: sites %s, plan %s; round %d/%d (%d pre-training, %d semi-supervised)",
                      ", ".join(self.options.sites), self.plan, start, total, pretrain, settings.semi_rounds)
         stop = total if self.options.stop_after < 0 else min(total, self.options.stop_after)

@@ -68,6 +68,10 @@ def _check_files() -> Credentials:
     if missing:
         raise UserInputError(f"--flower_credentials={FLAGS.flower_credentials}: missing {', '.join(missing)} "
                              "(python -m fedsim_tf.federation.flower.credentials)")
+    if FLAGS.flower_dp_noise > 0 and FLAGS.flower_dp_clip <= 0:
+        raise UserInputError(f"--flower_dp_clip={FLAGS.flower_dp_clip}: must be positive with --flower_dp_noise")
+    if FLAGS.flower_dp_noise > 0 and not 0 < FLAGS.flower_dp_delta < 1:
+        raise UserInputError(f"--flower_dp_delta={FLAGS.flower_dp_delta}: must be in (0, 1)")
     if FLAGS.flower_min_sites > len(FLAGS.flower_sites):
         raise UserInputError(f"--flower_min_sites={FLAGS.flower_min_sites}: more than the "
                              f"{len(FLAGS.flower_sites)} sites")
