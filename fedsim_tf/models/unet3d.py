@@ -12,6 +12,9 @@ Two configurations, chosen by name with :func:`build_unet3d`:
   convolution of each level (stride 2), transposed-convolution upsampling to the skip's width,
   concatenated skips. Deep supervision is not used (one output head).
 
+The stride-1 convolutions are :class:`fedsim_tf.models.conv3d.Conv3D` (Keras' layer with a faster CPU
+kernel gradient; same weights and outputs).
+
 Both take channels-last volumes ``[B, Z, Y, X, 1]`` and return **logits** ``[B, Z, Y, X, C]`` (no
 activation): ``num_classes=1`` (default) is the binary whole-heart output, foreground probability
 ``sigmoid(logit)``; ``num_classes >= 2`` (e.g. 8 = background + 7 structures) is read with a softmax
@@ -27,6 +30,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from fedsim_tf.models.conv3d import Conv3D
 from fedsim_tf.models.unet_names import UNET_NAMES
 NNUNET_MAX_FILTERS = 320
 
@@ -58,7 +62,7 @@ def _conv_block(
     x: keras.KerasTensor, filters: int, strides: int, norm: str, name: str
 ) -> keras.KerasTensor:
     """3x3x3 convolution -> norm -> activation (``norm``: "batch" + ReLU or "instance" + LeakyReLU 0.01)."""
-    x = layers.Conv3D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = Conv3D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
     if norm == "batch":
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
         return layers.ReLU(name=f"{name}_relu")(x)
@@ -145,7 +149,7 @@ def build_unet3d(
         x = layers.ZeroPadding3D(tuple((0, p) for p in padding), name="pad_to_fit")(x)
     body = _cicek_body if name == "cicek" else _nnunet_body
     x = body(x, base_filters, levels)
-    logits = layers.Conv3D(num_classes, 1, name="logits")(x)
+    logits = Conv3D(num_classes, 1, name="logits")(x)
     if any(padding):
         logits = layers.Cropping3D(tuple((0, p) for p in padding), name="crop_back")(logits)
     return keras.Model(inputs, logits, name=f"unet3d_{name}")
