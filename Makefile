@@ -18,7 +18,7 @@ NATIVE_CXXFLAGS = -O3 -fPIC -Wall -Wextra $(shell $(CXX) $(GATHER_TUNING) -x c++
 NVCC ?= nvcc
 NVCC_ARCH ?= -gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_80,code=sm_80
 
-.PHONY: run test test-all bench clean native native-if-compiler
+.PHONY: run test test-all bench clean native native-if-compiler flower-demo
 
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 2; }
@@ -69,6 +69,11 @@ test-all: $(STAMP) native-if-compiler
 
 bench: $(STAMP) native-if-compiler
 	for name in projector shape phantoms pretrain segment data_preprocess; do $(PY) -m bench.$$name || exit 1; done
+
+# a local try-out of the Flower federation: one server and three hospital processes on the phantom hospitals
+# (TLS on 127.0.0.1, generated credentials), a few demo-sized rounds; every process is stopped at the end
+flower-demo: $(STAMP)
+	$(PY) -m fedsim_tf.federation.flower.demo --flower_settings=flags/flower_demo.cfg --work_dir=runs/flower-demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(NATIVE_BUILD)

@@ -7,14 +7,17 @@ one server and three hospital processes on the phantom hospitals, over TLS on 12
 The record (``model.json``: shape model, pose ranges, grids) is computed here from all three sites' labelled
 volumes, which only a try-out on one machine can do; in a deployment the federation agrees on it beforehand.
 Logs: ``<work_dir>/server.log`` and ``<work_dir>/site-<name>.log`` (and the Flower logs in their work dirs).
+Each try-out starts afresh: it removes what an earlier one wrote there (credentials, server, sites, logs).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import time
+from pathlib import Path
 
 from absl import flags, logging
 
@@ -39,17 +42,32 @@ def _prepare(settings_file: str, work: str) -> tuple[str, dict[str, str]]:
     return prepared.run.model_path, {os.path.basename(os.path.normpath(f)): f for f in folders}
 
 
+def _clear(work: str) -> None:
+    """Remove what an earlier try-out wrote in ``work`` (its credentials, server, sites and logs): each try-out
+    starts afresh, with new keys."""
+    for name in os.listdir(work) if os.path.isdir(work) else []:
+        if name in ("credentials", "record", "server", "flwr-home") or name.startswith("site-") or name == "server.log":
+            path = os.path.join(work, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+
+
 def main(argv: list[str]) -> int:
     settings_file, work = os.path.abspath(FLAGS.flower_settings), os.path.abspath(FLAGS.work_dir)
+    timeout_s = FLAGS.flower_demo_timeout
     if not os.path.isfile(settings_file):
         raise UserInputError(f"--flower_settings={FLAGS.flower_settings}: no such file")
-    model, sites = _prepare(settings_file, work)
+    _clear(work)
+    model, sites = _prepare(settings_file, work)  # parses the settings' flags afresh (this command's are read)
+    logging.set_verbosity(logging.INFO)
     credentials = generate(os.path.join(work, "credentials"), list(sites))
     port = launch.free_port()
     python = sys.executable
     env = launch.environment(os.path.join(work, "flwr-home"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    deadline = time.monotonic() + FLAGS.flower_demo_timeout
+    deadline = time.monotonic() + timeout_s
     with launch.Processes() as processes:
         server = processes.start(
             [python, "-m", "fedsim_tf.federation.flower.server_command", f"--flower_settings={settings_file}",
@@ -67,11 +85,13 @@ def main(argv: list[str]) -> int:
         logging.info("flower demo: server on 127.0.0.1:%d, sites %s; logs in %s", port, ", ".join(sites), work)
         while server.poll() is None:
             if time.monotonic() > deadline:
-                raise UserInputError(f"--flower_demo_timeout={FLAGS.flower_demo_timeout}: the try-out did not end "
-                                     f"in time (logs in {work})")
+                raise UserInputError(f"--flower_demo_timeout={timeout_s}: the try-out did not end in time (logs in "
+                                     f"{work})")
             time.sleep(2.0)
-    logging.info("flower demo: server exited with %d; every process stopped; results in %s", server.returncode,
-                 os.path.join(work, "server", "flower-server"))
+    results = os.path.join(work, "server", "flower-server")
+    summary = Path(results, "result.json").read_text(encoding="utf-8") if server.returncode == 0 else ""
+    logging.info("flower demo: server exited with %d; every process stopped; results in %s %s", server.returncode,
+                 results, " ".join(summary.split()))
     return server.returncode
 
 
