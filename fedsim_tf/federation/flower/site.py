@@ -192,6 +192,9 @@ class SiteRuntime:
             self.state.unlabelled_codes.assign(unlabelled_start_codes(gaussian, self.config.glo.seed, self.plan.index,
                                                                       count))
         if not supervised:
+            if tf.train.latest_checkpoint(self.gan_run.checkpoint_dir) is None:
+                raise ValueError(f"site {self.data.name} has no GAN (it missed the GAN phase): it cannot take part "
+                                 "in the unsupervised rounds")
             with tf.device(CPU):
                 self.simulation.set_gans([frozen_gan(self.gan_run, self.config.gan, self.model.label_grid.shape[-1])])
         (program,) = self.simulation.round_sites(supervised)
