@@ -51,7 +51,7 @@ def test_presets_nest_the_size_presets_and_help_lists_the_stage(no_tensorflow: P
     # 10-volume phantom sites so that the paper's low label sizes give L = 2
     assert (last(demo, "volume_size"), last(demo, "folds"), last(demo, "phantom_volumes")) == ("32", "1", "10")
     assert (last(demo, "gan_upsamplings"), last(demo, "coarse_size"), last(demo, "seg_patch_size")) == ("3", "8", "32")
-    assert last(demo, "gan_steps") == "200" and last(demo, "seg_steps") == "200"
+    assert last(demo, "gan_steps") == "200" and last(demo, "seg_steps") == "200" and last(demo, "seg_base_filters") == "4"
     assert every(demo, "experiment_label_sizes") == ["low"] and last(demo, "experiment_generators") == "single_site"
     # paper: the paper's sizes, 5 folds, both label-size combinations
     assert (last(paper, "volume_size"), last(paper, "folds")) == ("128", "5")
