@@ -57,7 +57,8 @@ class PerceptualBackbone(NamedTuple):
     description: str
 
 
-def _keras_cache_file(name: str) -> str:
+def keras_cache_file(name: str) -> str:
+    """Where Keras keeps the downloaded file ``name`` (``$KERAS_HOME/models`` or ``~/.keras/models``)."""
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return os.path.join(home, "models", name)
 
@@ -90,7 +91,7 @@ def perceptual_backbone(spec: str, image_size: int) -> PerceptualBackbone:
     if spec == "none":
         return PerceptualBackbone(None, "perceptual loss off (--perceptual=none)")
     if spec == "auto":
-        cached = _keras_cache_file(VGG_NOTOP_FILE)
+        cached = keras_cache_file(VGG_NOTOP_FILE)
         if not os.path.isfile(cached):
             return PerceptualBackbone(
                 None, f"perceptual loss off: --perceptual=auto found no VGG-19 ImageNet weights at {cached}"
