@@ -29,6 +29,7 @@ from fedsim_tf.training.gan_settings import GANSettings  # noqa: E402
 from fedsim_tf.training.glo_settings import GLOSettings  # noqa: E402
 from fedsim_tf.training.segmentation_settings import SegmentationSettings  # noqa: E402
 from fedsim_tf.training.semi_settings import SemiSettings  # noqa: E402
+from tests.experiments.table3_checks import read_ledger, read_outputs  # noqa: E402
 from tests.stages.sites import write_site  # noqa: E402
 
 STEPS = 2
@@ -63,11 +64,6 @@ def config(root: Path) -> experiment.ExperimentConfig:
                                        command_line=("--stage=experiment", "--table=3", "(tiny test protocol)"))
 
 
-def _ledger(root: Path) -> dict[str, dict]:
-    folder = root / "work" / "experiment" / "cells"
-    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
-
-
 def main(out: str, root: str, *options: str) -> None:
     import tensorflow as tf
 
@@ -81,18 +77,13 @@ def main(out: str, root: str, *options: str) -> None:
     started = time.monotonic()
     paths = experiment.run(cfg)
     first_s = time.monotonic() - started
-    first = _ledger(base)
+    first = read_ledger(base / "work")
     started = time.monotonic()
     if "--once" not in options:
         experiment.run(cfg)
     rerun_s = time.monotonic() - started
-    results = base / "work" / "results"
     observed = {"paths": {name: str(path) for name, path in paths.items()}, "cells": [c.key for c in experiment.plan(cfg)],
-                "first": first, "second": _ledger(base), "first_s": first_s, "rerun_s": rerun_s,
-                "files": sorted(os.listdir(results)), "table": json.loads((results / "table3.json").read_text()),
-                "markdown": (results / "table3_experiment.md").read_text(),
-                "manifest": json.loads((results / "table3_manifest.json").read_text()),
-                "csv": (results / "table3_volumes.csv").read_text()}
+                "first": first, "first_s": first_s, "rerun_s": rerun_s, **read_outputs(base / "work")}
     Path(out).write_text(json.dumps(observed))
 
 

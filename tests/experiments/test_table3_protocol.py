@@ -5,8 +5,6 @@ uninterrupted run's table."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import signal
@@ -18,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from fedsim_tf.experiments import table3_report
-from fedsim_tf.experiments.cells import ROWS
+from tests.experiments.table3_checks import assert_complete_report
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -43,30 +40,10 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_tiny_protocol_writes_every_report_file_with_every_cell_and_reruns_nothing(uninterrupted: dict) -> None:
     observed, root = uninterrupted, uninterrupted["root"]
     assert len(observed["cells"]) == CELLS and sorted(observed["first"]) == sorted(observed["cells"])
-    assert observed["second"] == observed["first"]  # the rerun ran no cell (records and wall times unchanged)
-    assert {"table3.json", "table3_experiment.md", "table3_volumes.csv", "table3_manifest.json",
-            "table3_boxplot_A.png", "table3_boxplot_B.png", "table3_novelty_montage.png"} <= set(observed["files"])
-    table = observed["table"]
-    assert table["schema"] == table3_report.SCHEMA
-    assert [c["site"] for c in table["columns"]] == ["A", "B"] and {c["label_size"] for c in table["columns"]} == {2}
-    assert [row["method"] for row in table["rows"]] == list(ROWS)
-    for row in table["rows"]:
-        for cell in row["cells"]:
-            assert cell is not None and cell["folds"] == 1 and 0.0 <= cell["mean"] <= 1.0 and cell["volumes"] == 1
-    volumes = list(csv.DictReader(io.StringIO(observed["csv"])))
-    assert len(volumes) == 7 * 2  # 7 rows x 2 sites x 1 test volume (5 cases: 3 train, 1 val, 1 test)
-    assert {v["method"] for v in volumes} == set(ROWS)
-    manifest = observed["manifest"]
-    assert sorted(manifest["cell_wall_s"]) == sorted(observed["cells"]) and manifest["total_cell_wall_s"] > 0
-    assert manifest["data_folders"] == [str(root / "A"), str(root / "B")]
-    markdown = observed["markdown"]
-    assert "data: " in markdown and "## The paper's Table 3" in markdown
-    assert "## Novelty" in markdown and "## Out of distribution" in markdown
-    novelty = [record["output"] for key, record in observed["first"].items() if "_novelty_" in key]
-    assert sorted(n["site"] for n in novelty) == ["A", "B"]
-    for entry in novelty:  # 2 synthetic volumes against the site's 3 training volumes (labelled and unlabelled)
-        assert len(entry["samples"]) == 2 and len(entry["training_ids"]) == 3 and len(entry["nn_rms"]) == 2
-        assert len(entry["training_self_rms"]) == 3 and Path(entry["montage"]).is_file()
+    assert observed["ledger"] == observed["first"]  # the rerun ran no cell (records and wall times unchanged)
+    # 5 cases per site: 3 training (L = 2 labelled), 1 validation, 1 test; 2 synthetic volumes per set
+    assert_complete_report(observed, cells=CELLS, sites=("A", "B"), label_size=2, test_volumes=1,
+                           data_folders=(str(root / "A"), str(root / "B")), synthetic_per_set=2, training_volumes=3)
 
 
 def _table_of(observed: dict[str, Any]) -> dict[str, Any]:
