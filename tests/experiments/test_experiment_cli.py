@@ -47,11 +47,12 @@ def test_presets_nest_the_size_presets_and_help_lists_the_stage(no_tensorflow: P
     def every(flags: list[str], name: str) -> list[str]:
         return [flag.split("=", 1)[1] for flag in flags if flag.startswith(f"--{name}=")]
 
-    # demo: the demo's step counts on a 32^3 grid (GAN slices 32 = 4 * 2^3, material grid 32 / 4), 1 fold,
-    # 10-volume phantom sites so that the paper's low label sizes give L = 2
+    # demo: a 32^3 grid (GAN slices 32 = 4 * 2^3, material grid 32 / 4), 1 fold, 10-volume phantom sites so
+    # that the paper's low label sizes give L = 2; the demo's GLO steps, GANs and U-Nets trimmed to fit the hour
     assert (last(demo, "volume_size"), last(demo, "folds"), last(demo, "phantom_volumes")) == ("32", "1", "10")
     assert (last(demo, "gan_upsamplings"), last(demo, "coarse_size"), last(demo, "seg_patch_size")) == ("3", "8", "32")
-    assert last(demo, "gan_steps") == "200" and last(demo, "seg_steps") == "200" and last(demo, "seg_base_filters") == "4"
+    assert (last(demo, "pretrain_steps"), last(demo, "gan_steps"), last(demo, "fed_gan_steps")) == ("100", "150", "150")
+    assert (last(demo, "seg_steps"), last(demo, "seg_pretrain_steps"), last(demo, "seg_base_filters")) == ("100", "50", "4")
     assert every(demo, "experiment_label_sizes") == ["low"] and last(demo, "experiment_generators") == "single_site"
     # paper: the paper's sizes, 5 folds, both label-size combinations
     assert (last(paper, "volume_size"), last(paper, "folds")) == ("128", "5")
