@@ -56,8 +56,9 @@ from absl import flags
 
 from fedsim_tf import cli
 from fedsim_tf import main as fedsim_main  # noqa: F401  (defines every stage's flags)
-from fedsim_tf.experiments.cells import SYNTHETIC_ROWS, Cell
+from fedsim_tf.experiments.cells import FEDERATED_ROWS, SYNTHETIC_ROWS, Cell
 from fedsim_tf.stages import experiment, inputs
+from fedsim_tf.stages.segment import FEDERATED_BATCH_SIZE
 
 flags.DEFINE_integer("timed_steps", 4, "Steps (GLO/semi rounds, GAN steps) of every short run.", lower_bound=2)
 flags.DEFINE_string("measured_manifest", "", "A finished run's manifest of the same preset: measured wall times "
@@ -69,7 +70,7 @@ OWN_FLAGS = ("--timed_steps", "--measured_manifest")
 PROGRESS = re.compile(r"^I(\d{4}) (\d\d:\d\d:\d\d\.\d+)\s+\d+ progress\.py:\d+\] (.+?) step (\d+)/(\d+) \|", re.M)
 SYNTHESIS_VOLUMES = 3
 UNTIMED = ("novelty", "ood")
-FEDERATED_BATCH = 3
+ENV = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 @dataclass
@@ -103,8 +104,7 @@ def _run(arguments: Sequence[str], work_dir: str, *extra: str) -> Timing:
     command = [sys.executable, "-m", "fedsim_tf.main", *arguments, f"--work_dir={work_dir}", *extra]
     print("  $", " ".join(command[1:]), flush=True)
     started = time.monotonic()
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=ENV)
     timing = Timing(time.monotonic() - started, _parse(result.stderr))
     if result.returncode != 0:
         tail = " | ".join(result.stderr.strip().splitlines()[-3:])[-600:]
@@ -157,8 +157,7 @@ def _measure(arguments: Sequence[str], site: str, sites: Sequence[str], federate
     n = FLAGS.timed_steps
     single = ["--single_site", f"--site={site}"]
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import tensorflow, fedsim_tf.main"], cwd=ROOT, check=True,
-                   env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    subprocess.run([sys.executable, "-c", "import tensorflow, fedsim_tf.main"], cwd=ROOT, check=True, env=ENV)
     startup = time.monotonic() - started
     with tempfile.TemporaryDirectory(prefix="experiment_time_") as tmp:
         arguments = [*arguments, *_perceptual_stand_in(tmp)]
@@ -172,11 +171,11 @@ def _measure(arguments: Sequence[str], site: str, sites: Sequence[str], federate
                                    f"--num_samples={SYNTHESIS_VOLUMES}")}
         segment = ["--stage=segment", "--mode=lower", f"--site={site}", "--folds=1", f"--seg_steps={n}"]
         runs["segment"] = _run(arguments, os.path.join(tmp, "segment"), *segment, f"--seg_batch_size={seg_batch}")
-        if seg_batch == FEDERATED_BATCH or (runs["segment"].failure and seg_batch < FEDERATED_BATCH):
+        if seg_batch == FEDERATED_BATCH_SIZE or (runs["segment"].failure and seg_batch < FEDERATED_BATCH_SIZE):
             runs["segment3"] = runs["segment"]  # the same run, or one that failed with a smaller batch
         else:
             runs["segment3"] = _run(arguments, os.path.join(tmp, "segment3"), *segment,
-                                    f"--seg_batch_size={FEDERATED_BATCH}")
+                                    f"--seg_batch_size={FEDERATED_BATCH_SIZE}")
         if federated:
             runs["federated"] = _run(arguments, work, "--stage=federated", f"--fed_pretrain_rounds={n}",
                                      f"--fed_gan_steps={n}", f"--fed_semi_rounds={n}")
@@ -206,7 +205,7 @@ RATE_OF_KIND: dict[str, str] = {"segment single-site": "segment", "segment Ours-
 
 def _kind(cell: Cell) -> str:
     if cell.stage == "segment":
-        return f"segment {cell.method}" if cell.method in ("Ours-Sim-FL", "Direct-FL") else "segment single-site"
+        return f"segment {cell.method}" if cell.method in FEDERATED_ROWS else "segment single-site"
     return cell.stage
 
 
